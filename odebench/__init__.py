@@ -1,0 +1,37 @@
+"""odebench: accuracy, speed and memory of ways to solve and differentiate neural ODEs.
+
+Public API: :func:`odeint`, :func:`solve`, :class:`Solution`, :class:`Stats`, the method and
+gradient names, and the error types.
+"""
+
+from odebench.api import odeint, solve
+from odebench.errors import (
+    InvalidInputError,
+    MaxStepsExceededError,
+    NonFiniteError,
+    OdeBenchError,
+    StepSizeUnderflowError,
+)
+from odebench.gradients import GRADIENTS as _GRADIENTS
+from odebench.solution import PartialSolution, Solution, Stats
+from odebench.solvers.registry import METHODS, STIFF_METHODS
+
+__version__ = "0.1.0"
+
+GRADIENTS: tuple[str, ...] = tuple(_GRADIENTS)
+
+__all__ = [
+    "GRADIENTS",
+    "METHODS",
+    "STIFF_METHODS",
+    "InvalidInputError",
+    "MaxStepsExceededError",
+    "NonFiniteError",
+    "OdeBenchError",
+    "PartialSolution",
+    "Solution",
+    "Stats",
+    "StepSizeUnderflowError",
+    "odeint",
+    "solve",
+]

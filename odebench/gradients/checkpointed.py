@@ -1,0 +1,100 @@
+"""``checkpointed``: the forward pass keeps each accepted step's (t, h) and the state of every
+k-th step; the backward pass recomputes the steps under autograd, one segment at a time, and
+backpropagates through them (the adaptive checkpoint adjoint of Zhuang et al., ICML 2020).
+
+The exact gradient of the discrete solution, as ``backprop``, with memory O(steps x state) plus
+one segment's activations. ``options={"checkpoint_every": k}`` keeps every k-th state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from odebench.gradients.base import OdeCall, stack_outputs
+from odebench.solution import Stats
+from odebench.solvers import FlatField
+from odebench.solvers.explicit import StepRecord, dense_eval, extra_stages, rk_stages
+
+
+def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Tensor,
+            outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+    """Recompute ``records``' steps from ``y`` under autograd; fills ``outputs`` by output index
+    and returns the state after the last step."""
+    ct = call.scheme.compiled
+    tab = ct.tab
+    k0 = None
+    for r in records:
+        if k0 is None or not tab.fsal:
+            k0 = f(r.t, y)
+        ks, y1 = rk_stages(f, ct, r.t, y, r.h, k0)
+        if r.thetas:
+            ks_dense = extra_stages(f, ct, r.t, y, r.h, ks) if tab.dense.shape[0] > tab.stages \
+                else ks
+            for j, out in enumerate(dense_eval(ct, y, r.h, ks_dense, r.thetas).unbind(0)):
+                outputs[r.out_first + j] = out
+        if r.exact:
+            outputs[r.out_first + len(r.thetas)] = y1
+        y, k0 = y1, ks[-1]
+    return y
+
+
+class _Checkpointed(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, call: OdeCall, stats: Stats, y0: torch.Tensor, *params: torch.Tensor):
+        f = call.field()
+        every = call.opts.checkpoint_every
+        records: list[StepRecord] = []
+
+        def keep(r: StepRecord) -> None:
+            r.ks = None
+            if len(records) % every:
+                r.y = None
+            records.append(r)
+
+        with torch.no_grad():
+            result = call.forward(f, y0.detach().reshape(-1), stats, observer=keep)
+        stats.nfe = f.nfe
+        stats.saved_bytes = sum(r.y.numel() * r.y.element_size() for r in records
+                                if r.y is not None)
+        ys = stack_outputs(call, result.ys)
+        ctx.call, ctx.stats, ctx.records = call, stats, records
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys: torch.Tensor):
+        call: OdeCall = ctx.call
+        stats: Stats = ctx.stats
+        records: list[StepRecord] = ctx.records
+        params = call.params
+        grad_flat = grad_ys.reshape(len(call.ts), -1)
+        every = call.opts.checkpoint_every
+        f = call.field()
+        a = torch.zeros_like(grad_flat[0])
+        grad_params = [torch.zeros_like(p) for p in params]
+        starts = list(range(0, len(records), every))
+        try:
+            for s in reversed(starts):
+                segment = records[s: s + every]
+                with torch.enable_grad():
+                    y_s = segment[0].y.detach().requires_grad_(True)
+                    outputs: dict[int, torch.Tensor] = {}
+                    y_e = _replay(call, f, segment, y_s, outputs)
+                    tensors = [y_e, *outputs.values()]
+                    grads_out = [a, *(grad_flat[i] for i in outputs)]
+                    grads = torch.autograd.grad(tensors, [y_s, *params], grads_out,
+                                                allow_unused=True)
+                a = grads[0] if grads[0] is not None else torch.zeros_like(a)
+                for gp, g in zip(grad_params, grads[1:]):
+                    if g is not None:
+                        gp.add_(g)
+        finally:
+            stats.nfe_backward = f.nfe
+            stats.n_steps_backward = len(records)
+        ctx.records = None
+        grad_y0 = (a + grad_flat[0]).view(call.shape)
+        return (None, None, grad_y0, *grad_params)
+
+
+def solve(call: OdeCall, stats: Stats) -> torch.Tensor:
+    """Forward keeping checkpoints; backward recomputes and backpropagates step by step."""
+    return _Checkpointed.apply(call, stats, call.y0, *call.params)

@@ -1,0 +1,66 @@
+"""The records a solve returns: statistics, the solution, and the partial solution of a failed run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Stats:
+    """Counters of one solve.
+
+    Attributes:
+        nfe: vector-field evaluations in the forward pass (the initial-step probe included).
+        n_steps: accepted steps of the forward pass.
+        n_rejected: rejected steps of the forward pass.
+        nfe_backward: vector-field evaluations (each a VJP or a re-evaluation) of the backward
+            pass, filled in by ``.backward()``; 0 before it.
+        n_steps_backward, n_rejected_backward: steps of the backward pass (adjoint methods).
+        n_jac: Jacobian evaluations (implicit methods).
+        n_lu: LU factorisations (implicit methods).
+        recon_error: backsolve only: ``|y0_reconstructed - y0| / |y0|`` (relative L2), the drift of
+            the state re-integrated backwards; ``None`` for the other methods.
+        saved_bytes: bytes the gradient method stores itself for the backward pass (trajectories,
+            checkpoints); autograd's own saved tensors are measured by :mod:`odebench.measure`.
+    """
+
+    nfe: int = 0
+    n_steps: int = 0
+    n_rejected: int = 0
+    nfe_backward: int = 0
+    n_steps_backward: int = 0
+    n_rejected_backward: int = 0
+    n_jac: int = 0
+    n_lu: int = 0
+    recon_error: float | None = None
+    saved_bytes: int = 0
+
+
+@dataclass
+class Solution:
+    """A solve's result: ``ys[i]`` is the state at ``ts[i]``; shape [len(ts), *y0.shape]."""
+
+    ts: torch.Tensor
+    ys: torch.Tensor
+    stats: Stats = field(default_factory=Stats)
+
+
+@dataclass
+class PartialSolution:
+    """What a failed solve computed before it stopped.
+
+    Attributes:
+        ts: the output times passed, shape [m].
+        ys: the states at those times, shape [m, *y0.shape].
+        stats: counters up to the failure.
+        t_reached: the time the integration reached.
+        h_last: the last step size tried.
+    """
+
+    ts: torch.Tensor
+    ys: torch.Tensor
+    stats: Stats
+    t_reached: float
+    h_last: float

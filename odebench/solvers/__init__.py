@@ -1,0 +1,69 @@
+"""Solvers: Butcher tableaus as data, one explicit Runge-Kutta loop, step control, dense output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from odebench.solution import Stats
+from odebench.solvers.explicit import (
+    CompiledTableau,
+    Integration,
+    Observer,
+    integrate_adaptive,
+    integrate_fixed,
+)
+from odebench.solvers.func import FlatField
+from odebench.solvers.options import SolverOptions
+from odebench.solvers.registry import (
+    ADAPTIVE_METHODS,
+    EXPLICIT_METHODS,
+    FIXED_METHODS,
+    METHODS,
+    STIFF_METHODS,
+)
+from odebench.solvers.tableaus import TABLEAUS
+
+
+@dataclass
+class Scheme:
+    """A method ready to run on one dtype/device: what :func:`integrate` dispatches on."""
+
+    name: str
+    compiled: CompiledTableau
+
+    @property
+    def adaptive(self) -> bool:
+        return self.compiled.tab.adaptive
+
+    @property
+    def has_dense(self) -> bool:
+        return self.compiled.tab.dense is not None
+
+
+def scheme(method: str, dtype: torch.dtype, device: torch.device) -> Scheme:
+    """Compile ``method`` for a dtype and device."""
+    return Scheme(name=method, compiled=CompiledTableau(TABLEAUS[method], dtype, device))
+
+
+def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stats: Stats,
+              opts: SolverOptions, rtol: float, atol: float, max_steps: int,
+              first_step: float | None = None, norm_numel: int | None = None,
+              observer: Observer | None = None, dense_stages: bool = False) -> Integration:
+    """Integrate the flat field ``f`` from ``y0`` through the output times ``ts``.
+
+    Fixed stepping when the method has no error estimate or ``opts.step_size`` is set;
+    otherwise adaptive stepping with the method's embedded error estimate.
+    """
+    if not sch.adaptive or opts.step_size is not None:
+        return integrate_fixed(f, sch.compiled, y0, ts, opts.step_size, stats, opts, max_steps,
+                               observer)
+    return integrate_adaptive(f, sch.compiled, y0, ts, rtol, atol, stats, opts, max_steps,
+                              first_step=first_step if first_step is not None else opts.first_step,
+                              norm_numel=norm_numel, observer=observer, dense_stages=dense_stages)
+
+
+__all__ = ["ADAPTIVE_METHODS", "EXPLICIT_METHODS", "FIXED_METHODS", "METHODS", "STIFF_METHODS",
+           "FlatField", "Integration",
+           "Scheme", "SolverOptions", "integrate", "scheme"]

@@ -1,0 +1,324 @@
+"""One loop for every explicit Runge-Kutta tableau: fixed-step and adaptive, with dense output.
+
+The state is a flat 1-D tensor; :class:`~odebench.solvers.func.FlatField` reshapes for the user's
+``func``. Every tensor operation is out-of-place, so that autograd can differentiate through the
+loop (the ``backprop`` gradient). The only host synchronisation per step is the error ratio that
+decides acceptance; output times are located with Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from odebench.solution import PartialSolution, Stats
+from odebench.solvers.control import PIController, initial_step
+from odebench.solvers.func import FlatField
+from odebench.solvers.options import SolverOptions
+from odebench.solvers.tableaus import ButcherTableau
+
+
+class CompiledTableau:
+    """A tableau's coefficients as tensors of one dtype and device (built once per solve)."""
+
+    def __init__(self, tab: ButcherTableau, dtype: torch.dtype, device: torch.device):
+        self.tab = tab
+        self.c = [float(c) for c in tab.c]
+        self.a_first = float(tab.a[1, 0]) if tab.stages > 1 else 0.0
+        self.a = [torch.as_tensor(tab.a[i, :i], dtype=dtype, device=device)
+                  for i in range(tab.stages)]
+        self.b = torch.as_tensor(tab.b, dtype=dtype, device=device)
+        self.e = (None if tab.b_error is None
+                  else torch.as_tensor(tab.b_error, dtype=dtype, device=device))
+        self.e35 = (None if tab.b_error3 is None else torch.as_tensor(
+            np.stack([tab.b_error, tab.b_error3], axis=1), dtype=dtype, device=device))
+        self.c_extra = [float(c) for c in tab.c_extra]
+        self.a_extra = [torch.as_tensor(row[: tab.stages + i], dtype=dtype, device=device)
+                        for i, row in enumerate(tab.a_extra)]
+        self.dtype, self.device = dtype, device
+
+    def dense_weights(self, thetas: list[float]) -> torch.Tensor:
+        """Continuous-extension weights ``w(theta)`` for each theta, shape [m, s_dense]."""
+        powers = np.power.outer(np.asarray(thetas), np.arange(1, self.tab.dense.shape[1] + 1))
+        return torch.as_tensor(powers @ self.tab.dense.T, dtype=self.dtype, device=self.device)
+
+
+def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
+              k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Evaluate one step's stages. Returns (stages [s tensors of shape [N]], y1).
+
+    For FSAL tableaus y1 is the input of the last stage; otherwise ``y + h * sum b_i k_i``.
+    """
+    ks = [k0]
+    c = ct.c
+    yi = y
+    for i in range(1, len(c)):
+        if i == 1:
+            yi = torch.add(y, k0, alpha=h * ct.a_first)
+        else:
+            yi = torch.addmv(y, torch.stack(ks).T, ct.a[i], alpha=h)
+        ks.append(f(t + c[i] * h, yi))
+    if ct.tab.fsal:
+        return ks, yi
+    if len(ks) == 1:
+        return ks, torch.add(y, k0, alpha=h * float(ct.tab.b[0]))
+    return ks, torch.addmv(y, torch.stack(ks).T, ct.b, alpha=h)
+
+
+def extra_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
+                 ks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The additional stages some dense outputs need (DOP853's 7th-order extension)."""
+    ks = list(ks)
+    for c, a in zip(ct.c_extra, ct.a_extra):
+        ks.append(f(t + c * h, torch.addmv(y, torch.stack(ks).T, a, alpha=h)))
+    return ks
+
+
+def dense_eval(ct: CompiledTableau, y: torch.Tensor, h: float, ks: list[torch.Tensor],
+               thetas: list[float]) -> torch.Tensor:
+    """States at ``t + theta*h`` for each theta from the continuous extension, shape [m, N]."""
+    w = ct.dense_weights(thetas)
+    return torch.addmm(y.unsqueeze(0), w, torch.stack(ks), alpha=h)
+
+
+@dataclass
+class StepRecord:
+    """One accepted step, as the ``interpolated`` and ``checkpointed`` gradients keep it.
+
+    Attributes:
+        t, h: start and signed size of the step (time units).
+        y: flat state at ``t``, shape [N].
+        ks: the stages (extra dense stages included when computed), each [N].
+        out_first: index (into the output times) of the first output inside (t, t+h].
+        thetas: fractions of ``h`` of the off-grid outputs in the step, in order.
+        exact: whether the step ends exactly on an output time (it is the last output of the step).
+    """
+
+    t: float
+    h: float
+    y: torch.Tensor
+    ks: list[torch.Tensor] | None = None
+    out_first: int = 0
+    thetas: list[float] = field(default_factory=list)
+    exact: bool = False
+
+
+@dataclass
+class Integration:
+    """What the loop returns: the flat states at the output times and the next step size."""
+
+    ys: list[torch.Tensor]
+    h_next: float
+    records: list[StepRecord] = field(default_factory=list)
+
+
+Observer = Callable[[StepRecord], None]
+
+
+class _Loop:
+    """Shared bookkeeping of both loops: outputs, budget, failures with partial solutions."""
+
+    def __init__(self, f: FlatField, ts: list[float], y0: torch.Tensor, stats: Stats,
+                 opts: SolverOptions, max_steps: int, method: str):
+        self.f, self.ts, self.stats, self.opts = f, ts, stats, opts
+        self.outputs: list[torch.Tensor] = [y0]
+        self.max_steps = max_steps
+        self.attempts = 0
+        self.method = method
+
+    def partial(self, t: float, h: float) -> PartialSolution:
+        m = len(self.outputs)
+        ys = torch.stack([o.detach() for o in self.outputs]).view(m, *self.f.shape)
+        return PartialSolution(ts=torch.tensor(self.ts[:m]), ys=ys, stats=self.stats,
+                               t_reached=t, h_last=h)
+
+    def budget(self, t: float, h: float) -> None:
+        self.attempts += 1
+        if self.attempts > self.max_steps:
+            span = abs(self.ts[-1] - self.ts[0])
+            mean_h = abs(t - self.ts[0]) / max(self.stats.n_steps, 1)
+            hint = ""
+            if mean_h < 1e-3 * span:
+                hint = (f" The mean accepted step {mean_h:.3g} is tiny against the interval "
+                        f"{span:.3g}: the problem may be stiff; try an implicit method "
+                        f"(odebench.STIFF_METHODS).")
+            raise MaxStepsExceededError(
+                f"max_num_steps={self.max_steps} exceeded by method '{self.method}' at "
+                f"t={t:.10g} (last step size {h:.3g}, {self.stats.n_steps} accepted, "
+                f"{self.stats.n_rejected} rejected, integrating from {self.ts[0]:.6g} to "
+                f"{self.ts[-1]:.6g}).{hint}",
+                partial=self.partial(t, h),
+            )
+
+
+def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: list[float],
+                    step_size: float | None, stats: Stats, opts: SolverOptions, max_steps: int,
+                    observer: Observer | None = None) -> Integration:
+    """March with steps of ``step_size`` (or one step per output interval when None); in each
+    output interval the last step is shortened to land exactly on the output time."""
+    loop = _Loop(f, ts, y0, stats, opts, max_steps, ct.tab.name)
+    y = y0
+    h = 0.0
+    for t_start, t_stop in zip(ts[:-1], ts[1:]):
+        span = t_stop - t_start
+        direction = math.copysign(1.0, span)
+        n_full = (int(math.floor(abs(span) / step_size * (1 + 1e-12)))
+                  if step_size is not None else 1)
+        t = t_start
+        steps = [direction * step_size] * n_full if step_size is not None else [span]
+        for i, h in enumerate(steps):
+            loop.budget(t, h)
+            t_next = t_stop if (i == len(steps) - 1 and
+                                abs(t + h - t_stop) <= 1e-12 * abs(span)) else t + h
+            h = t_next - t
+            lands = t_next == t_stop
+            y = _fixed_step(f, ct, t, y, h, observer, len(loop.outputs), lands)
+            stats.n_steps += 1
+            t = t_next
+        if t != t_stop:
+            loop.budget(t, t_stop - t)
+            y = _fixed_step(f, ct, t, y, t_stop - t, observer, len(loop.outputs), True)
+            stats.n_steps += 1
+        loop.outputs.append(y)
+    final = torch.stack([o.detach() for o in loop.outputs])
+    if not bool(torch.isfinite(final).all()):
+        bad = int((~torch.isfinite(final)).flatten(1).any(1).nonzero()[0, 0])
+        loop.outputs = loop.outputs[:bad]
+        raise NonFiniteError(
+            f"the state became non-finite with fixed-step method '{ct.tab.name}' before the output "
+            f"time t={ts[bad]:.6g} (step size {abs(h):.3g}); reduce step_size",
+            partial=loop.partial(ts[bad - 1], h),
+        )
+    return Integration(ys=loop.outputs, h_next=h)
+
+
+def _fixed_step(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
+                observer: Observer | None, out_index: int, lands: bool) -> torch.Tensor:
+    k0 = f(t, y)
+    ks, y1 = rk_stages(f, ct, t, y, h, k0)
+    if observer is not None:
+        observer(StepRecord(t=t, h=h, y=y, ks=ks, out_first=out_index, exact=lands))
+    return y1
+
+
+def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: list[float],
+                       rtol: float, atol: float, stats: Stats, opts: SolverOptions,
+                       max_steps: int, first_step: float | None = None,
+                       norm_numel: int | None = None, observer: Observer | None = None,
+                       dense_stages: bool = False, k0: torch.Tensor | None = None) -> Integration:
+    """Adaptive integration through the output times ``ts`` (strictly monotone Python floats).
+
+    Args:
+        f: the flat vector field.
+        ct: the compiled tableau (must have an error estimate and a dense output).
+        y0: flat initial state, shape [N].
+        ts: output times; the first is the start.
+        rtol, atol: tolerances of the mixed error norm
+            RMS(err / (atol + rtol * max(|y_n|, |y_n+1|))).
+        stats: counters, updated in place.
+        opts: solver options (max_step).
+        max_steps: budget of attempted steps.
+        first_step: initial |h|; Hairer's automatic choice when None.
+        norm_numel: only the first ``norm_numel`` entries enter the error norm (seminorm).
+        observer: called with every accepted step.
+        dense_stages: also compute the extra dense-output stages for every accepted step (and hand
+            them to the observer), not only for steps that contain an output time.
+        k0: ``f(ts[0], y0)`` if already known.
+    """
+    loop = _Loop(f, ts, y0, stats, opts, max_steps, ct.tab.name)
+    tab = ct.tab
+    direction = 1.0 if ts[-1] > ts[0] else -1.0
+    t_end = ts[-1]
+    interval = abs(t_end - ts[0])
+    n = norm_numel if norm_numel is not None else y0.numel()
+    t, y = ts[0], y0
+    if k0 is None:
+        k0 = f(t, y)
+    if first_step is None:
+        h_abs = initial_step(f, t, y, k0, tab.error_order, rtol, atol, direction, interval,
+                             norm_numel)
+    else:
+        h_abs = first_step
+    h_abs = min(h_abs, opts.max_step, interval)
+    controller = PIController(k=tab.error_order + 1)
+    eps = torch.finfo(y0.dtype).eps
+    next_out = 1
+    with torch.no_grad():
+        ay = y[:n].abs()
+    nonfinite_streak = 0
+    while next_out < len(ts):
+        h = direction * h_abs
+        landing = direction * (t + h - t_end) >= 0
+        if landing:
+            h = t_end - t
+        loop.budget(t, h)
+        ks, y1 = rk_stages(f, ct, t, y, h, k0)
+        with torch.no_grad():
+            ay1 = y1[:n].abs()
+            err = _error_ratio(ct, ks, h, ay, ay1, rtol, atol, n)
+        if not err <= 1.0:
+            stats.n_rejected += 1
+            nonfinite_streak = nonfinite_streak + 1 if not math.isfinite(err) else 0
+            h_abs = abs(h) * controller.reject_factor(err)
+            if nonfinite_streak >= 30:
+                raise NonFiniteError(
+                    f"the state became non-finite at t={t:.10g} with method '{tab.name}'; "
+                    f"{nonfinite_streak} step-size reductions down to {h_abs:.3g} did not help",
+                    partial=loop.partial(t, h),
+                )
+            if h_abs < 10 * eps * max(abs(t), abs(t_end), 1e-300):
+                cls = NonFiniteError if nonfinite_streak else StepSizeUnderflowError
+                raise cls(
+                    f"step size underflow at t={t:.10g} with method '{tab.name}': step "
+                    f"{h_abs:.3g} is below the time resolution"
+                    + (" (the state became non-finite)" if nonfinite_streak else "")
+                    + "; the problem may be stiff or singular there",
+                    partial=loop.partial(t, h),
+                )
+            continue
+        nonfinite_streak = 0
+        t_new = t_end if landing else t + h
+        out_first = next_out
+        thetas, exact = [], False
+        while next_out < len(ts) and direction * (ts[next_out] - t_new) <= 0:
+            if ts[next_out] == t_new:
+                exact = True
+            else:
+                thetas.append((ts[next_out] - t) / h)
+            next_out += 1
+        need_extra = tab.dense.shape[0] > tab.stages and (thetas or dense_stages)
+        ks_dense = extra_stages(f, ct, t, y, h, ks) if need_extra else ks
+        if thetas:
+            loop.outputs.extend(dense_eval(ct, y, h, ks_dense, thetas).unbind(0))
+        if exact:
+            loop.outputs.append(y1)
+        if observer is not None:
+            observer(StepRecord(t=t, h=h, y=y, ks=ks_dense, out_first=out_first, thetas=thetas,
+                                exact=exact))
+        stats.n_steps += 1
+        h_abs = min(abs(h) * controller.accept_factor(err), opts.max_step)
+        if landing:
+            h_abs = max(h_abs, abs(h))
+        t, y, k0, ay = t_new, y1, ks[-1], ay1
+    return Integration(ys=loop.outputs, h_next=h_abs)
+
+
+def _error_ratio(ct: CompiledTableau, ks: list[torch.Tensor], h: float, ay: torch.Tensor,
+                 ay1: torch.Tensor, rtol: float, atol: float, n: int) -> float:
+    """The mixed-norm error ratio of a step (accept when <= 1)."""
+    kmat = torch.stack([k[:n] for k in ks]) if n != ks[0].numel() else torch.stack(ks)
+    scale = torch.maximum(ay, ay1).mul_(rtol).add_(atol)
+    if ct.e35 is None:
+        err = torch.mv(kmat.T, ct.e).mul_(h).div_(scale)
+        return float(torch.linalg.vector_norm(err)) / math.sqrt(n)
+    # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853).
+    errs = torch.mm(kmat.T, ct.e35).div_(scale.unsqueeze(1))
+    e5, e3 = (torch.linalg.vector_norm(errs, dim=0) ** 2).tolist()
+    if e5 == 0.0 and e3 == 0.0:
+        return 0.0
+    return abs(h) * e5 / math.sqrt((e5 + 0.01 * e3) * n)

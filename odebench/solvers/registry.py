@@ -1,0 +1,17 @@
+"""Names of the methods odebench runs."""
+
+from __future__ import annotations
+
+from odebench.errors import InvalidInputError
+
+FIXED_METHODS = ("euler", "midpoint", "rk4")
+ADAPTIVE_METHODS = ("bosh3", "dopri5", "tsit5", "dop853")
+EXPLICIT_METHODS = FIXED_METHODS + ADAPTIVE_METHODS
+STIFF_METHODS: tuple[str, ...] = ()
+METHODS = EXPLICIT_METHODS + STIFF_METHODS
+
+
+def check_method(method: str) -> None:
+    """Raise InvalidInputError listing the valid methods when ``method`` is unknown."""
+    if method not in METHODS:
+        raise InvalidInputError(f"unknown method '{method}'; valid methods: {', '.join(METHODS)}")
