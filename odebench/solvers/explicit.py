@@ -132,6 +132,7 @@ class _Loop:
         self.method = method
 
     def partial(self, t: float, h: float) -> PartialSolution:
+        self.stats.nfe = self.f.nfe
         m = len(self.outputs)
         ys = torch.stack([o.detach() for o in self.outputs]).view(m, *self.f.shape)
         return PartialSolution(ts=torch.tensor(self.ts[:m]), ys=ys, stats=self.stats,
@@ -194,6 +195,7 @@ def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: lis
             f"time t={ts[bad]:.6g} (step size {abs(h):.3g}); reduce step_size",
             partial=loop.partial(ts[bad - 1], h),
         )
+    stats.nfe = f.nfe
     return Integration(ys=loop.outputs, h_next=h)
 
 
@@ -252,6 +254,15 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         ay = y[:n].abs()
     nonfinite_streak = 0
     while next_out < len(ts):
+        if h_abs < 10 * eps * max(abs(t), abs(t_end), 1e-300):
+            cls = NonFiniteError if nonfinite_streak else StepSizeUnderflowError
+            raise cls(
+                f"step size underflow at t={t:.10g} with method '{tab.name}': step "
+                f"{h_abs:.3g} is below the time resolution"
+                + (" (the state became non-finite)" if nonfinite_streak else "")
+                + "; the solution may blow up there, or the problem is stiff or singular",
+                partial=loop.partial(t, direction * h_abs),
+            )
         h = direction * h_abs
         landing = direction * (t + h - t_end) >= 0
         if landing:
@@ -269,15 +280,6 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
                 raise NonFiniteError(
                     f"the state became non-finite at t={t:.10g} with method '{tab.name}'; "
                     f"{nonfinite_streak} step-size reductions down to {h_abs:.3g} did not help",
-                    partial=loop.partial(t, h),
-                )
-            if h_abs < 10 * eps * max(abs(t), abs(t_end), 1e-300):
-                cls = NonFiniteError if nonfinite_streak else StepSizeUnderflowError
-                raise cls(
-                    f"step size underflow at t={t:.10g} with method '{tab.name}': step "
-                    f"{h_abs:.3g} is below the time resolution"
-                    + (" (the state became non-finite)" if nonfinite_streak else "")
-                    + "; the problem may be stiff or singular there",
                     partial=loop.partial(t, h),
                 )
             continue
@@ -305,6 +307,7 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         if landing:
             h_abs = max(h_abs, abs(h))
         t, y, k0, ay = t_new, y1, ks[-1], ay1
+    stats.nfe = f.nfe
     return Integration(ys=loop.outputs, h_next=h_abs)
 
 
