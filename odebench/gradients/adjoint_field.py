@@ -38,3 +38,8 @@ def split_params(flat: torch.Tensor, params: list[torch.Tensor]) -> list[torch.T
         out.append(flat[offset: offset + p.numel()].view_as(p))
         offset += p.numel()
     return out
+
+
+def add_jump(a: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """The adjoint's jump at an output time: ``a(t_i^-) = a(t_i^+) + dL/dy(t_i)``."""
+    return a + grad_output

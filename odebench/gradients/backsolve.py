@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from odebench.gradients.adjoint_field import flat_cat, split_params, vjp
+from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
 from odebench.gradients.base import OdeCall, stack_outputs
 from odebench.solution import Stats
 from odebench.solvers import FlatField, integrate, scheme
@@ -64,7 +64,7 @@ class _Backsolve(torch.autograd.Function):
                 h = seg.h_next
                 z = seg.ys[-1]
                 y_part = ys_flat[i - 1] if call.opts.reanchor else z[:n]
-                z = torch.cat([y_part, z[n: 2 * n] + grad_flat[i - 1], z[2 * n:]])
+                z = torch.cat([y_part, add_jump(z[n: 2 * n], grad_flat[i - 1]), z[2 * n:]])
         finally:
             stats.nfe_backward = af.nfe
             stats.n_steps_backward = back.n_steps

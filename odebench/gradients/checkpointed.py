@@ -14,12 +14,15 @@ from odebench.gradients.base import OdeCall, stack_outputs
 from odebench.solution import Stats
 from odebench.solvers import FlatField
 from odebench.solvers.explicit import StepRecord, dense_eval, extra_stages, rk_stages
+from odebench.solvers.rosenbrock import rosenbrock_replay
 
 
 def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Tensor,
             outputs: dict[int, torch.Tensor]) -> torch.Tensor:
     """Recompute ``records``' steps from ``y`` under autograd; fills ``outputs`` by output index
     and returns the state after the last step."""
+    if call.scheme.implicit:
+        return rosenbrock_replay(f, call.scheme.compiled, records, y, outputs)
     ct = call.scheme.compiled
     tab = ct.tab
     k0 = None
@@ -36,6 +39,23 @@ def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Ten
             outputs[r.out_first + len(r.thetas)] = y1
         y, k0 = y1, ks[-1]
     return y
+
+
+def checkpoint_state(records: list[StepRecord], index: int) -> torch.Tensor:
+    """The stored state at the start of step ``index`` (a checkpoint), detached."""
+    return records[index].y.detach()
+
+
+def output_cotangents(grad_flat: torch.Tensor, indices: list[int]) -> list[torch.Tensor]:
+    """dL/dy at the output times recomputed in a segment (the adjoint's jumps)."""
+    return [grad_flat[i] for i in indices]
+
+
+def accumulate(total: list[torch.Tensor], grads: tuple[torch.Tensor | None, ...]) -> None:
+    """Add one segment's parameter gradients to the running totals, in place."""
+    for acc, g in zip(total, grads):
+        if g is not None:
+            acc.add_(g)
 
 
 class _Checkpointed(torch.autograd.Function):
@@ -76,21 +96,18 @@ class _Checkpointed(torch.autograd.Function):
             for s in reversed(starts):
                 segment = records[s: s + every]
                 with torch.enable_grad():
-                    y_s = segment[0].y.detach().requires_grad_(True)
+                    y_s = checkpoint_state(records, s).requires_grad_(True)
                     outputs: dict[int, torch.Tensor] = {}
                     y_e = _replay(call, f, segment, y_s, outputs)
                     tensors = [y_e, *outputs.values()]
-                    grads_out = [a, *(grad_flat[i] for i in outputs)]
+                    grads_out = [a, *output_cotangents(grad_flat, list(outputs))]
                     grads = torch.autograd.grad(tensors, [y_s, *params], grads_out,
                                                 allow_unused=True)
                 a = grads[0] if grads[0] is not None else torch.zeros_like(a)
-                for gp, g in zip(grad_params, grads[1:]):
-                    if g is not None:
-                        gp.add_(g)
+                accumulate(grad_params, grads[1:])
         finally:
             stats.nfe_backward = f.nfe
             stats.n_steps_backward = len(records)
-        ctx.records = None
         grad_y0 = (a + grad_flat[0]).view(call.shape)
         return (None, None, grad_y0, *grad_params)
 

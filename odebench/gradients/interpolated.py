@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from odebench.gradients.adjoint_field import flat_cat, split_params, vjp
+from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
 from odebench.gradients.base import OdeCall, stack_outputs
 from odebench.gradients.trajectory import Trajectory
 from odebench.solution import Stats
@@ -73,12 +73,11 @@ class _Interpolated(torch.autograd.Function):
                                 first_step=h)
                 h = seg.h_next
                 z = seg.ys[-1]
-                z = torch.cat([z[:n] + grad_flat[i - 1], z[n:]])
+                z = torch.cat([add_jump(z[:n], grad_flat[i - 1]), z[n:]])
         finally:
             stats.nfe_backward = af.nfe + f.nfe
             stats.n_steps_backward = back.n_steps
             stats.n_rejected_backward = back.n_rejected
-        ctx.records = None
         return (None, None, z[:n].view(call.shape), *split_params(z[n:], params))
 
 

@@ -8,6 +8,7 @@ import torch
 
 from odebench.solvers import Scheme
 from odebench.solvers.explicit import StepRecord, dense_eval
+from odebench.solvers.rosenbrock import rosenbrock_dense
 
 
 class Trajectory:
@@ -32,6 +33,8 @@ class Trajectory:
         i = self.step_index(t)
         r = self.records[i]
         theta = (t - r.t) / r.h
+        if self.sch.implicit:
+            return rosenbrock_dense(self.sch.compiled, r.y, r.ks, [theta])[0]
         if self.sch.has_dense:
             return dense_eval(self.sch.compiled, r.y, r.h, r.ks, [theta])[0]
         if i + 1 < len(self.records):

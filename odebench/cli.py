@@ -1,0 +1,162 @@
+"""Command line: ``odebench run | report | verify | problems`` (also ``python -m odebench``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from odebench.errors import InvalidInputError
+
+DEFAULT_RESULTS = Path("reports/data")
+DEFAULT_REPORT = Path("reports")
+
+log = logging.getLogger("odebench")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odebench",
+        description="Accuracy, speed and memory of ways to solve and differentiate neural ODEs, "
+                    "measured against float64 references.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run a study (or 'all') and append its rows to the results store",
+        description="Run a study's grid; rows already in the results store are skipped, so an "
+                    "interrupted run resumes where it stopped.")
+    run.add_argument("study", help="work_precision, gradient_accuracy, lorenz_drift, "
+                                   "memory_scaling, overhead, stiff, models, or 'all'")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="CI-sized grid (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="publication grid (slow)")
+    run.set_defaults(mode="quick")
+    run.add_argument("--device", default="cpu",
+                     help="torch device: cpu (default), cuda or cuda:N; cuda must be available")
+    run.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                     help="floating-point type of the runs (default float64)")
+    run.add_argument("--threads", type=int, default=1,
+                     help="torch intra-op threads while timing (default 1)")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                     help=f"results directory, one JSONL file per study (default {DEFAULT_RESULTS})")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = sub.add_parser("report", help="build tables, figures and reports/index.html",
+                            description="Build the Markdown/CSV/LaTeX tables, the seaborn "
+                                        "figures and the HTML page from the results rows only.")
+    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help=f"results directory to read (default {DEFAULT_RESULTS})")
+    report.add_argument("--out", type=Path, default=DEFAULT_REPORT,
+                        help=f"output directory (default {DEFAULT_REPORT})")
+
+    verify = sub.add_parser(
+        "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget",
+        description="Compare every gradient method with the float64 reference gradient on the "
+                    "verification set (dopri5, float64, rtol=atol=1e-9) and exit non-zero when a "
+                    "result breaks its budget.")
+    verify.add_argument("--quick", action="store_true",
+                        help="a subset of problems that runs in under a minute")
+    verify.add_argument("--gradient", action="append", default=None,
+                        help="check only this gradient method (repeatable)")
+    verify.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the table as JSON to PATH")
+
+    problems = sub.add_parser("problems", help="list the problem registry",
+                              description="List registered problems with their sources.")
+    kind = problems.add_mutually_exclusive_group()
+    kind.add_argument("--stiff", dest="stiff", action="store_const", const=True,
+                      help="only stiff problems")
+    kind.add_argument("--nonstiff", dest="stiff", action="store_const", const=False,
+                      help="only non-stiff problems")
+    return parser
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError(f"device '{device}' requested but CUDA is not available here")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise InvalidInputError(f"unknown device '{device}'; valid: cpu, cuda, cuda:N")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from odebench import studies
+
+    _check_device(args.device)
+    names = list(studies.STUDY_MODULES) if args.study == "all" else [args.study]
+    chosen = [studies.get(name) for name in names]
+    settings = studies.Settings(mode=args.mode, device=args.device, dtype=args.dtype,
+                                threads=args.threads)
+    for study in chosen:
+        written, skipped = studies.run_study(study, settings, args.results,
+                                             progress=not args.no_progress)
+        log.info("%s: %d rows written, %d already present -> %s", study.name, written, skipped,
+                 args.results / f"{study.name}.jsonl")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from odebench.report.build import build_report
+
+    outputs = build_report(args.results, args.out)
+    for kind, paths in outputs.items():
+        for path in paths:
+            log.info("%s: %s", kind, path)
+    log.info("open %s (the asv report: serve it with "
+             "`python -m http.server 8080 --bind 127.0.0.1 --directory reports/asv`)",
+             args.out / "index.html")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from odebench import verify
+
+    cases = verify.QUICK_CASES if args.quick else verify.FULL_CASES
+    gradients = tuple(args.gradient) if args.gradient else None
+    if gradients:
+        import odebench
+
+        unknown = [g for g in gradients if g not in odebench.GRADIENTS]
+        if unknown:
+            raise InvalidInputError(f"unknown gradient(s) {unknown}; valid gradients: "
+                                    f"{', '.join(odebench.GRADIENTS)}")
+    report = verify.run(cases, gradients, progress=lambda s: log.info("verifying %s", s))
+    print(verify.format_table(report))
+    if args.json is not None:
+        verify.write_json(report, args.json)
+        log.info("wrote %s", args.json)
+    return 0 if report.ok else 1
+
+
+def _cmd_problems(args: argparse.Namespace) -> int:
+    from odebench import problems
+
+    for name in problems.names(stiff=args.stiff):
+        problem = problems.get(name)
+        kind = "stiff" if problem.stiff else ("chaotic" if problem.chaotic else "non-stiff")
+        print(f"{name:<16} {kind:<10} n={problem.y0.numel():<5} "
+              f"t=[{float(problem.t_eval[0]):g}, {float(problem.t_eval[-1]):g}]  "
+              f"{problem.description}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "report": _cmd_report, "verify": _cmd_verify,
+            "problems": _cmd_problems}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``odebench`` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except InvalidInputError as err:
+        log.error("%s", err)
+        return 2
