@@ -1,0 +1,50 @@
+"""What the studies share: building a grid row, and measuring one row through a backend."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from odebench import backends, problems
+from odebench.backends import RunSpec
+from odebench.results import Row
+from odebench.studies.base import Settings
+
+
+def point(study: str, settings: Settings, problem: str, backend: str, method: str,
+          gradient: str | None = None, rtol: float | None = None, atol: float | None = None,
+          problem_kwargs: dict[str, Any] | None = None, **columns: Any) -> Row:
+    """A grid point: the run-defining columns of a row. ``problem_kwargs`` rebuild the problem
+    from the registry (kept in ``params``); other keyword columns (T, width, batch, state_dim,
+    seminorm, ...) are copied as they are."""
+    params = dict(columns.pop("params", None) or {})
+    if problem_kwargs:
+        params["problem_kwargs"] = problem_kwargs
+    return Row(study=study, problem=problem, backend=backend, method=method, gradient=gradient,
+               rtol=rtol, atol=atol, dtype=settings.dtype, device=settings.device,
+               params=params or None, **columns)
+
+
+def problem_of(row: Row) -> tuple[problems.Problem, dict[str, Any]]:
+    """The registry problem a row names, with its keyword arguments."""
+    kwargs = dict((row.params or {}).get("problem_kwargs", {}))
+    return problems.get(row.problem, **kwargs), kwargs
+
+
+def measure(row: Row, settings: Settings, *, options: dict[str, Any] | None = None,
+            repeats: int = 3, measure_rss: bool = False,
+            wall_budget_s: float | None = None) -> Row:
+    """Run ``row``'s configuration through its backend and return the row with measurements."""
+    problem, kwargs = problem_of(row)
+    backend = backends.get(row.backend)
+    spec = RunSpec(problem=problem, method=row.method, rtol=row.rtol, atol=row.atol,
+                   gradient=row.gradient, options=options, dtype=settings.dtype,
+                   device=settings.device, repeats=repeats, threads=settings.threads,
+                   measure_rss=measure_rss, wall_budget_s=wall_budget_s, problem_kwargs=kwargs)
+    result = backend.solve(spec)
+    return dataclasses.replace(row, **result.columns())
+
+
+def available_backends(names: tuple[str, ...]) -> list[str]:
+    """The backends among ``names`` that can run here (torchode is optional)."""
+    return [name for name in names if backends.get(name).available()[0]]
