@@ -170,14 +170,16 @@ def reference_vector(problem: Problem) -> np.ndarray:
     return np.concatenate([np.asarray(ref.dy0).reshape(-1), np.asarray(ref.dp).reshape(-1)])
 
 
-def check(case: Case, gradient: str, ref: np.ndarray) -> tuple[Result, np.ndarray | None]:
-    """Run one method on one case and judge it against its budget."""
+def check(case: Case, gradient: str, ref: np.ndarray, tol: float = RTOL,
+          ) -> tuple[Result, np.ndarray | None]:
+    """Run one method on one case (rtol = atol = ``tol``) and judge it against its budget."""
     budget = case.budget(gradient)
     problem = case.problem()
     start = time.perf_counter()
     options = {"max_num_steps": 20_000}
     try:
-        grad, stats, saved = model_gradient(problem, gradient, options=options)
+        grad, stats, saved = model_gradient(problem, gradient, rtol=tol, atol=tol,
+                                            options=options)
     except OdeBenchError as err:
         ok = budget.stop_ok
         return Result(case.label, gradient, math.inf, budget.describe(), ok, status="stopped",
@@ -193,8 +195,8 @@ def check(case: Case, gradient: str, ref: np.ndarray) -> tuple[Result, np.ndarra
 
 
 def run(cases: tuple[Case, ...] = FULL_CASES, gradients: tuple[str, ...] | None = None,
-        progress: Callable[[str], None] | None = None) -> Report:
-    """Verify ``gradients`` (default all) on ``cases``."""
+        progress: Callable[[str], None] | None = None, tol: float = RTOL) -> Report:
+    """Verify ``gradients`` (default all) on ``cases`` at rtol = atol = ``tol``."""
     gradients = gradients or odebench.GRADIENTS
     results, agreements = [], []
     for case in cases:
@@ -203,7 +205,7 @@ def run(cases: tuple[Case, ...] = FULL_CASES, gradients: tuple[str, ...] | None 
         for gradient in gradients:
             if progress is not None:
                 progress(f"{case.label} / {gradient}")
-            result, grads[gradient] = check(case, gradient, ref)
+            result, grads[gradient] = check(case, gradient, ref, tol)
             results.append(result)
         if grads.get("backprop") is not None and grads.get("checkpointed") is not None:
             diff = relative_error(grads["checkpointed"], grads["backprop"])
