@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1,
                      help="torch intra-op threads while timing (default 1)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                     help=f"results directory, one JSONL file per study (default {DEFAULT_RESULTS})")
+                     help="results directory, one JSONL file per study "
+                          f"(default {DEFAULT_RESULTS})")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     report = sub.add_parser("report", help="build tables, figures and reports/index.html",
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="check only this gradient method (repeatable)")
     verify.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the table as JSON to PATH")
+    verify.add_argument(
+        "--model", default=None, metavar="MODULE:FACTORY",
+        help="check your own model instead of the verification set: FACTORY() returns "
+             "(func, y0, t) or (func, y0, t, settings), settings a dict of method, rtol, atol, "
+             "options, budget, reference, loss, gradients; each gradient method's gradients are "
+             "compared with a float64 reference (odebench.testing). MODULE is imported with the "
+             "working directory on sys.path, e.g. --model mypkg.models:make_ode")
 
     problems = sub.add_parser("problems", help="list the problem registry",
                               description="List registered problems with their sources.")
@@ -125,12 +133,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if unknown:
             raise InvalidInputError(f"unknown gradient(s) {unknown}; valid gradients: "
                                     f"{', '.join(odebench.GRADIENTS)}")
+    if args.model is not None:
+        return _verify_model(args, gradients)
     report = verify.run(cases, gradients, progress=lambda s: log.info("verifying %s", s))
     print(verify.format_table(report))
     if args.json is not None:
         verify.write_json(report, args.json)
         log.info("wrote %s", args.json)
     return 0 if report.ok else 1
+
+
+def _verify_model(args: argparse.Namespace, gradients: tuple[str, ...] | None) -> int:
+    from odebench import testing
+
+    if args.quick:
+        raise InvalidInputError("--quick selects the verification set; it does not apply to "
+                                "--model")
+    reports = testing.check_model(args.model, gradients,
+                                  progress=lambda s: log.info("checking %s", s))
+    print(testing.format_summary(reports, args.model))
+    if args.json is not None:
+        testing.write_json(reports, args.json, args.model)
+        log.info("wrote %s", args.json)
+    return 0 if all(r.ok for r in reports) else 1
 
 
 def _cmd_problems(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from math import prod
 
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 from odebench.solvers.tableaus import TABLEAUS, ButcherTableau
 
 
-@lru_cache(maxsize=None)
+@cache
 def trees(order: int) -> tuple[tuple, ...]:
     """All rooted trees with ``order`` nodes; a tree is the sorted tuple of its children."""
     if order == 1:
