@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget",
         description="Compare every gradient method with the float64 reference gradient on the "
                     "verification set (dopri5, float64, rtol=atol=1e-9) and exit non-zero when a "
-                    "result breaks its budget.")
+                    "result breaks its budget. With --model, check your own model's gradients "
+                    "against a float64 reference instead.")
     verify.add_argument("--quick", action="store_true",
                         help="a subset of problems that runs in under a minute")
     verify.add_argument("--gradient", action="append", default=None,

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: The values ``Row.status`` may take.
-STATUSES: tuple[str, ...] = ("ok", "max_steps", "nonfinite", "step_underflow", "error")
+STATUSES: tuple[str, ...] = ("ok", "max_steps", "nonfinite", "step_underflow", "timeout", "error")
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SUFFIX = ".jsonl"

@@ -64,6 +64,8 @@ def status_of(err: BaseException) -> str:
         return "nonfinite"
     if isinstance(err, StepSizeUnderflowError):
         return "step_underflow"
+    if type(err).__name__ == "WallBudgetExceeded":
+        return "timeout"
     return "error"
 
 

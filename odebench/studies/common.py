@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from odebench import backends, problems
@@ -31,18 +35,50 @@ def problem_of(row: Row) -> tuple[problems.Problem, dict[str, Any]]:
     return problems.get(row.problem, **kwargs), kwargs
 
 
+class WallBudgetExceeded(Exception):
+    """A run took longer than its study's wall budget."""
+
+
+@contextmanager
+def wall_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`WallBudgetExceeded` inside the block once ``seconds`` of wall clock passed
+    (SIGALRM; only in the main thread, elsewhere no limit)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise WallBudgetExceeded(f"wall budget of {seconds:g} s exceeded")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def measure(row: Row, settings: Settings, *, options: dict[str, Any] | None = None,
-            repeats: int = 3, measure_rss: bool = False,
-            wall_budget_s: float | None = None) -> Row:
-    """Run ``row``'s configuration through its backend and return the row with measurements."""
+            repeats: int = 3, measure_rss: bool = False, wall_budget_s: float | None = None,
+            run_budget_s: float = 600.0) -> Row:
+    """Run ``row``'s configuration through its backend and return the row with measurements.
+
+    ``wall_budget_s`` stops the timing repeats early; ``run_budget_s`` bounds the whole run (the
+    row then has status "timeout"), so that a study always finishes.
+    """
     problem, kwargs = problem_of(row)
     backend = backends.get(row.backend)
     spec = RunSpec(problem=problem, method=row.method, rtol=row.rtol, atol=row.atol,
                    gradient=row.gradient, options=options, dtype=settings.dtype,
                    device=settings.device, repeats=repeats, threads=settings.threads,
                    measure_rss=measure_rss, wall_budget_s=wall_budget_s, problem_kwargs=kwargs)
-    result = backend.solve(spec)
-    return dataclasses.replace(row, **result.columns())
+    with wall_limit(run_budget_s):
+        result = backend.solve(spec)
+    columns = result.columns()
+    if WallBudgetExceeded.__name__ in (columns.get("message") or ""):
+        columns["status"] = "timeout"
+    return dataclasses.replace(row, **columns)
 
 
 def available_backends(names: tuple[str, ...]) -> list[str]:

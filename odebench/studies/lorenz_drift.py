@@ -21,6 +21,7 @@ QUICK_T = (0.5, 1.0, 2.0, 3.0)
 FULL_T = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
 RTOL = 1e-8
 MAX_STEPS = 20_000
+RUN_BUDGET_S = 120.0  # wall-clock bound of one run (status "timeout" beyond it)
 
 
 def grid(settings: Settings) -> list[Row]:
@@ -33,7 +34,7 @@ def grid(settings: Settings) -> list[Row]:
 
 def execute(row: Row, settings: Settings) -> Row:
     return measure(row, settings, options={"max_num_steps": MAX_STEPS}, repeats=1,
-                   wall_budget_s=30.0)
+                   wall_budget_s=30.0, run_budget_s=RUN_BUDGET_S)
 
 
 STUDY = Study(NAME, "gradient error and backsolve drift vs T on Lorenz", grid, execute)

@@ -1,0 +1,73 @@
+"""Study ``models``: trains each model of :mod:`odebench.models` with each gradient method —
+loss curves, NFE forward/backward per iteration, wall clock, memory and test metrics — with the
+non-ODE baselines (ResNet, GRU) beside them. Seeded and reproducible on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from odebench.models import train
+from odebench.results import Row
+from odebench.studies.base import Settings, Study
+from odebench.studies.common import point
+
+NAME = "models"
+ODE_GRADIENTS = ("backprop", "backsolve", "interpolated", "checkpointed")
+# model name -> (dataset, trainer, keyword arguments, uses an ODE solver)
+MODELS: dict[str, tuple[str, Callable[..., train.TrainRecord], dict, bool]] = {
+    "cnf": ("eight_gaussians", train.train_cnf, {"density": "eight_gaussians"}, True),
+    "cnf_moons": ("two_moons", train.train_cnf, {"density": "two_moons"}, True),
+    "cnf_checkerboard": ("checkerboard", train.train_cnf, {"density": "checkerboard"}, True),
+    "cnf_pinwheel": ("pinwheel", train.train_cnf, {"density": "pinwheel"}, True),
+    "latent_ode": ("spirals", train.train_latent_ode, {}, True),
+    "gru": ("spirals", train.train_gru_baseline, {}, False),
+    "odenet": ("digits", train.train_odenet, {}, True),
+    "resnet": ("digits", train.train_resnet, {}, False),
+    "node_toy": ("flip_toy", train.train_augmented_toy, {"augment": 0}, True),
+    "anode_toy": ("flip_toy", train.train_augmented_toy, {"augment": 1}, True),
+}
+QUICK_MODELS = ("cnf", "latent_ode", "gru", "odenet", "resnet", "node_toy", "anode_toy")
+PLOT_DIR = Path("reports/figures/models")
+
+
+def grid(settings: Settings) -> list[Row]:
+    names = QUICK_MODELS if settings.mode == "quick" else tuple(MODELS)
+    rows = []
+    for model in names:
+        dataset, _, _, uses_ode = MODELS[model]
+        for gradient in (ODE_GRADIENTS if uses_ode else ("backprop",)):
+            rows.append(point(NAME, settings, dataset, "odebench",
+                              "dopri5" if uses_ode else "none", gradient, model=model))
+    return rows
+
+
+def execute(row: Row, settings: Settings) -> Row:
+    _, trainer, kwargs, uses_ode = MODELS[row.model]
+    start = time.perf_counter()
+    record = trainer(gradient=row.gradient, seed=0, device=settings.device,
+                     quick=settings.mode == "quick", plot_dir=PLOT_DIR, **kwargs)
+    wall = time.perf_counter() - start
+    iters = max(len(record.losses), 1)
+    extra = {**record.test_metrics, "n_params": record.n_params, "losses": record.losses,
+             "nfe_forward_per_iter": record.nfe_forward,
+             "nfe_backward_per_iter": record.nfe_backward, "train_wall_s": record.wall_time_s,
+             "figures": record.figures, "final_loss": record.losses[-1] if record.losses else None}
+    if uses_ode and record.nfe_forward and any(record.nfe_forward):
+        extra["nfe_backward_over_forward"] = (sum(record.nfe_backward)
+                                              / max(sum(record.nfe_forward), 1))
+    return dataclasses.replace(
+        row,
+        nfe_forward=int(statistics.mean(record.nfe_forward)) if record.nfe_forward else None,
+        nfe_backward=int(statistics.mean(record.nfe_backward)) if record.nfe_backward else None,
+        saved_bytes=record.peak_saved_bytes or None,
+        wall_forward_s=record.wall_time_s / iters if uses_ode else None,
+        extra={**extra, "study_wall_s": wall})
+
+
+STUDY = Study(NAME, "train CNF, latent ODE, ODE-Net and the augmented toy per gradient", grid,
+              execute)
