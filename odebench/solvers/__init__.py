@@ -1,4 +1,5 @@
-"""Solvers: Butcher tableaus as data, one explicit Runge-Kutta loop, step control, dense output."""
+"""Solvers: tableaus as data, one explicit Runge-Kutta loop, one Rosenbrock loop for stiff
+problems, step control, dense output."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from odebench.solvers.registry import (
     METHODS,
     STIFF_METHODS,
 )
+from odebench.solvers.rosenbrock import CompiledRosenbrock, integrate_rosenbrock
+from odebench.solvers.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from odebench.solvers.tableaus import TABLEAUS
 
 
@@ -31,7 +34,12 @@ class Scheme:
     """A method ready to run on one dtype/device: what :func:`integrate` dispatches on."""
 
     name: str
-    compiled: CompiledTableau
+    compiled: CompiledTableau | CompiledRosenbrock
+
+    @property
+    def implicit(self) -> bool:
+        """True for the linearly implicit (Rosenbrock) methods of ``STIFF_METHODS``."""
+        return isinstance(self.compiled, CompiledRosenbrock)
 
     @property
     def adaptive(self) -> bool:
@@ -44,6 +52,9 @@ class Scheme:
 
 def scheme(method: str, dtype: torch.dtype, device: torch.device) -> Scheme:
     """Compile ``method`` for a dtype and device."""
+    if method in ROSENBROCK_TABLEAUS:
+        return Scheme(name=method,
+                      compiled=CompiledRosenbrock(ROSENBROCK_TABLEAUS[method], dtype, device))
     return Scheme(name=method, compiled=CompiledTableau(TABLEAUS[method], dtype, device))
 
 
@@ -54,8 +65,15 @@ def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stat
     """Integrate the flat field ``f`` from ``y0`` through the output times ``ts``.
 
     Fixed stepping when the method has no error estimate or ``opts.step_size`` is set;
-    otherwise adaptive stepping with the method's embedded error estimate.
+    otherwise adaptive stepping with the method's embedded error estimate. Implicit methods go
+    to the Rosenbrock loop (``dense_stages`` does not apply: its dense output needs no extra
+    stages).
     """
+    if sch.implicit:
+        return integrate_rosenbrock(f, sch.compiled, y0, ts, rtol, atol, stats, opts, max_steps,
+                                    first_step=(first_step if first_step is not None
+                                                else opts.first_step),
+                                    norm_numel=norm_numel, observer=observer)
     if not sch.adaptive or opts.step_size is not None:
         return integrate_fixed(f, sch.compiled, y0, ts, opts.step_size, stats, opts, max_steps,
                                observer)

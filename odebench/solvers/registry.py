@@ -7,7 +7,8 @@ from odebench.errors import InvalidInputError
 FIXED_METHODS = ("euler", "midpoint", "rk4")
 ADAPTIVE_METHODS = ("bosh3", "dopri5", "tsit5", "dop853")
 EXPLICIT_METHODS = FIXED_METHODS + ADAPTIVE_METHODS
-STIFF_METHODS: tuple[str, ...] = ()
+# Linearly implicit Rosenbrock methods (odebench.solvers.rosenbrock_tableaus) for stiff problems.
+STIFF_METHODS: tuple[str, ...] = ("rodas5p", "rodas4")
 METHODS = EXPLICIT_METHODS + STIFF_METHODS
 
 

@@ -1,0 +1,1 @@
+"""asv benchmark suite of odebench (see asv.conf.json, benchmark_dir)."""

@@ -1,0 +1,177 @@
+"""odebench.backends: every backend measured by one harness, failures as status rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from odebench import backends, problems
+from odebench.backends import BACKENDS, Measurement, RunSpec
+from odebench.backends.torchdiffeq_backend import TorchdiffeqBackend
+from odebench.backends.torchode_backend import TorchodeBackend, _check_status
+from odebench.errors import InvalidInputError, NonFiniteError, StepSizeUnderflowError
+from odebench.results import COLUMNS
+
+RTOL, ATOL = 1e-8, 1e-10
+#: (backend, method) of the accuracy checks: a 5(4) pair where the backend has one.
+METHOD = {"odebench": "dopri5", "scipy": "RK45", "torchdiffeq": "dopri5", "torchode": "dopri5"}
+
+
+@pytest.fixture(scope="module")
+def lotka_volterra() -> problems.Problem:
+    return problems.get("lotka_volterra")
+
+
+def _backend(name: str) -> backends.Backend:
+    backend = backends.get(name)
+    ok, why = backend.available()
+    if not ok:
+        pytest.skip(why)
+    return backend
+
+
+def _run(name: str, problem: problems.Problem, gradient: str | None, **kw) -> Measurement:
+    spec = RunSpec(problem=problem, method=kw.pop("method", METHOD[name]),
+                   rtol=kw.pop("rtol", RTOL), atol=kw.pop("atol", ATOL), gradient=gradient,
+                   repeats=kw.pop("repeats", 0), **kw)
+    return _backend(name).solve(spec)
+
+
+def _check_ok(m: Measurement, gradient: str | None) -> None:
+    assert m.status == "ok", m.message
+    assert m.sol_error < 1e-6
+    assert len(m.sol_error_series) == 11 and m.sol_error_series[0] == 0.0
+    assert m.scd > 5
+    assert m.nfe_forward > 0 and m.steps > 0
+    if gradient is not None:
+        assert m.grad_error < 1e-5
+        assert m.nfe_backward > 0
+        assert m.saved_bytes > 0
+
+
+def test_registry():
+    assert BACKENDS == ("odebench", "scipy", "torchdiffeq", "torchode")
+    assert [backends.get(name).name for name in BACKENDS] == list(BACKENDS)
+    with pytest.raises(InvalidInputError, match="odebench, scipy, torchdiffeq, torchode"):
+        backends.get("diffrax")
+
+
+def test_measurement_fields_are_results_columns():
+    assert {f.name for f in dataclasses.fields(Measurement)} <= set(COLUMNS)
+
+
+def test_odebench_offers_every_method_and_gradient():
+    import odebench
+
+    backend = backends.get("odebench")
+    assert backend.methods() == list(odebench.METHODS)
+    assert set(odebench.GRADIENTS) <= set(backend.gradients())
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_forward_is_accurate(name, lotka_volterra):
+    m = _run(name, lotka_volterra, None)
+    _check_ok(m, None)
+    assert m.nfe_backward is None and m.saved_bytes is None
+    if "library_nfe" in m.extra:  # the library's own count agrees with CountingField's
+        assert m.nfe_forward == m.extra["library_nfe"]
+
+
+@pytest.mark.parametrize("name", ["odebench", "torchdiffeq", "torchode"])
+def test_backprop_is_accurate(name, lotka_volterra):
+    _check_ok(_run(name, lotka_volterra, "backprop"), "backprop")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "gradient"), [
+    (name, gradient) for name in ("odebench", "torchdiffeq", "torchode")
+    for gradient in backends.get(name).gradients() if gradient != "backprop"
+])
+def test_every_gradient_is_accurate(name, gradient, lotka_volterra):
+    _check_ok(_run(name, lotka_volterra, gradient), gradient)
+
+
+def test_odebench_backsolve_reports_reconstruction_and_counts(lotka_volterra):
+    m = _run("odebench", lotka_volterra, "backsolve")
+    _check_ok(m, "backsolve")
+    assert 0 <= m.recon_error < 1e-6
+    assert m.nfe_forward == m.extra["library_nfe"]
+    assert m.nfe_backward == m.extra["library_nfe_backward"]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_step_budget_gives_a_status_row(name, lotka_volterra):
+    gradient = None if name == "scipy" else "backprop"
+    m = _run(name, lotka_volterra, gradient, options={"max_num_steps": 3})
+    assert m.status == "max_steps", m.message
+    assert "max" in m.message.lower()
+    assert m.nfe_forward > 0
+    assert m.grad_error is None
+
+
+def test_library_failures_map_to_statuses():
+    status_of = TorchdiffeqBackend().status_of
+    assert status_of(AssertionError("underflow in dt 1e-300")) == "step_underflow"
+    assert status_of(AssertionError("max_num_steps exceeded (5>=5)")) == "max_steps"
+    assert status_of(AssertionError("non-finite values in state `y`: nan")) == "nonfinite"
+    assert status_of(AssertionError("something else")) == "error"
+    assert status_of(NonFiniteError("nan")) == "nonfinite"
+    with pytest.raises(StepSizeUnderflowError, match="status 2"):
+        _check_status(torch.tensor([2]), {"n_steps": torch.tensor([7])})
+    _check_status(torch.tensor([0]), {"n_steps": torch.tensor([7])})
+
+
+def test_unsupported_runs_are_error_rows(lotka_volterra):
+    m = _run("scipy", lotka_volterra, "backprop", method="RK45")
+    assert (m.status, m.message.split(":")[0]) == ("error", "unsupported")
+    m = _run("torchdiffeq", lotka_volterra, None, method="tsit5")
+    assert m.status == "error" and "tsit5" in m.message
+    m = _run("scipy", lotka_volterra, None, dtype="float32")
+    assert m.status == "error" and "float64" in m.message
+
+
+def test_missing_torchode_is_reported(lotka_volterra, monkeypatch):
+    monkeypatch.setattr(TorchodeBackend, "available", lambda self: (False, "not installed"))
+    m = backends.get("torchode").solve(RunSpec(problem=lotka_volterra, method="dopri5"))
+    assert m.status == "error" and "not installed" in m.message
+
+
+def test_float32_run(lotka_volterra):
+    m = _run("odebench", lotka_volterra, "backprop", dtype="float32", rtol=1e-5, atol=1e-7)
+    assert m.status == "ok", m.message
+    assert m.sol_error < 1e-3 and m.grad_error < 1e-2
+    assert m.saved_bytes > 0
+
+
+def test_timing_repeats_and_budget(lotka_volterra):
+    m = _run("odebench", problems.get("lotka_volterra", T=1.0), "backprop", repeats=2)
+    assert m.wall_forward_s > 0 and m.wall_backward_s > 0
+    assert m.extra["timed_repeats"] == 2
+    m = _run("odebench", lotka_volterra, None, repeats=3, wall_budget_s=0.0)
+    assert m.wall_forward_s > 0
+    assert m.extra["timing"].startswith("instrumented run only")
+
+
+def test_scheme_differences_are_noted(lotka_volterra):
+    m = _run("torchdiffeq", lotka_volterra, None, method="dop853")
+    assert m.status == "ok", m.message
+    assert m.extra["library_method"] == "dopri8" and "8(7)" in m.extra["scheme_note"]
+
+
+@pytest.mark.slow
+def test_peak_rss_is_measured(lotka_volterra):
+    problem = problems.get("lotka_volterra", T=1.0)
+    m = _run("torchdiffeq", problem, "backsolve", measure_rss=True, problem_kwargs={"T": 1.0})
+    assert m.status == "ok", m.message
+    assert m.peak_rss_bytes > 50 * 2**20
+    assert m.extra["rss_baseline_bytes"] <= m.peak_rss_bytes
+
+
+@pytest.mark.slow
+def test_peak_rss_refuses_a_problem_it_cannot_rebuild():
+    problem = problems.get("lotka_volterra", T=1.0)
+    m = _run("odebench", problem, None, measure_rss=True)  # no problem_kwargs: T is lost
+    assert m.status == "ok" and m.peak_rss_bytes is None
+    assert "problem_kwargs" in m.extra["rss_error"]
