@@ -13,6 +13,7 @@ from odebench.errors import InvalidInputError
 from odebench.problems.base import Problem
 from odebench.reference import cache as disk
 from odebench.reference.adjoint import adjoint_gradient
+from odebench.reference.bridge import single_threaded
 from odebench.reference.records import ReferenceGradient
 from odebench.reference.sensitivity import forward_gradient
 from odebench.reference.settings import resolve
@@ -93,7 +94,8 @@ def gradient(
     start = time.perf_counter()
     flat = cotangent.reshape(len(reference.ts), n)
     compute = forward_gradient if kind == "forward" else adjoint_gradient
-    dy0, dp, _ = compute(problem, settings, flat)
+    with single_threaded():
+        dy0, dp, _ = compute(problem, settings, flat)
     wall = time.perf_counter() - start
     if cache:
         disk.save("gradient", problem.name, key, {"dy0": dy0, "dp": dp, "wall_s": np.array(wall)})

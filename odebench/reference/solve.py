@@ -10,7 +10,7 @@ import torch
 
 from odebench.problems.base import Problem
 from odebench.reference import cache as disk
-from odebench.reference.bridge import TorchSystem
+from odebench.reference.bridge import TorchSystem, single_threaded
 from odebench.reference.integrate import Trajectory, integrate
 from odebench.reference.records import ReferenceSolution
 from odebench.reference.settings import Settings, resolve
@@ -57,7 +57,8 @@ def solution(
         if stored is not None and _intact(stored, problem):
             return _from_arrays(stored, settings)
     start = time.perf_counter()
-    trajectory = run_forward(problem, settings)
+    with single_threaded():
+        trajectory = run_forward(problem, settings)
     wall = time.perf_counter() - start
     result = ReferenceSolution(
         ts=trajectory.ts.copy(),

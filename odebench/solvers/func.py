@@ -14,7 +14,8 @@ class FlatField:
 
     Counts evaluations in ``nfe`` (and in ``nfe_recorded`` those made while autograd records, which
     a backward pass through the solver differentiates once each). The first evaluation checks the
-    returned shape, dtype and finiteness, so that a wrong vector field fails with a clear message, not deep inside a step.
+    returned shape, dtype and finiteness, so that a wrong vector field fails with a clear message,
+    not deep inside a step.
     With ``pass_float_time`` the function is called as ``func(t_float, t_tensor, y)`` (internal
     fields that need the time as a Python number without a device synchronisation).
     """
