@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from odebench.measure.memory import SavedTensorMeter
 from odebench.models import (
     CNF,
     AugmentedNODE,
@@ -207,10 +208,10 @@ def test_saved_bytes_smaller_with_adjoint_than_backprop():
     saved = {}
     for gradient in ("backprop", "backsolve"):
         block = ODEBlock(ConvDynamics(4), SolverConfig(gradient=gradient))
-        with tr.SavedTensorMeter() as meter:
+        with SavedTensorMeter() as meter:
             out = block(x.requires_grad_(True))
         out.sum().backward()
-        saved[gradient] = meter.nbytes + sum(s.saved_bytes for s in block.func.solves)
+        saved[gradient] = meter.bytes + sum(s.saved_bytes for s in block.func.solves)
     assert 0 < saved["backsolve"] < saved["backprop"] / 3
 
 

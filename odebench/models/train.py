@@ -20,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from odebench.measure.memory import SavedTensorMeter
 from odebench.models.augmented import AugmentedNODE
 from odebench.models.cnf import CNF, TimeMLP
 from odebench.models.data import SpiralData, digits, flip_1d, sample_toy, spirals
@@ -41,8 +42,8 @@ class TrainRecord:
         nfe_forward, nfe_backward: vector-field evaluations per iteration, summed over the
             iteration's solves, as counted by ``odebench`` (``Stats.nfe``, ``Stats.nfe_backward``).
         saved_bytes: per iteration, bytes of the distinct storages autograd saved for backward
-            during the forward pass (saved-tensor hooks) plus what the gradient method kept itself
-            (``Stats.saved_bytes``).
+            during the forward pass (``odebench.measure.memory.SavedTensorMeter``, saved-tensor
+            hooks) plus what the gradient method kept itself (``Stats.saved_bytes``).
         wall_time_s: training wall clock (evaluation excluded).
         test_metrics: named test figures (e.g. "test_nll", "test_error", "extrap_mse").
         figures: paths of the figures written.
@@ -84,31 +85,6 @@ class TrainRecord:
         return {**asdict(self), "peak_saved_bytes": self.peak_saved_bytes}
 
 
-class SavedTensorMeter:
-    """Context manager: bytes of distinct storages autograd saves for backward inside it."""
-
-    def __init__(self) -> None:
-        self._storages: dict[int, int] = {}
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        self._storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    @property
-    def nbytes(self) -> int:
-        return sum(self._storages.values())
-
-    def __enter__(self) -> SavedTensorMeter:
-        self._storages.clear()
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._hooks.__exit__(*exc)
-
-
 def _fit(
     record: TrainRecord,
     model: nn.Module,
@@ -136,7 +112,7 @@ def _fit(
         record.losses.append(float(loss.detach()))
         record.nfe_forward.append(sum(s.nfe for s in solves))
         record.nfe_backward.append(sum(s.nfe_backward for s in solves))
-        record.saved_bytes.append(meter.nbytes + sum(s.saved_bytes for s in solves))
+        record.saved_bytes.append(meter.bytes + sum(s.saved_bytes for s in solves))
     if next(model.parameters()).is_cuda:
         torch.cuda.synchronize()
     record.wall_time_s = time.perf_counter() - start

@@ -53,7 +53,8 @@ class Problem:
     def to(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> Problem:
-        """A copy with ``y0``, ``p`` and ``t_eval`` converted; the reference moves device only."""
+        """A copy with ``y0``, ``p`` and ``t_eval`` converted (as ``Tensor.to``: a tensor that
+        already matches is shared); the reference stays float64 and moves device only."""
         reference = self.reference
         if reference is not None and device is not None:
             reference = dataclasses.replace(reference, y=reference.y.to(device=device))

@@ -18,6 +18,7 @@ from odebench.studies.common import point
 
 NAME = "models"
 ODE_GRADIENTS = ("backprop", "backsolve", "interpolated", "checkpointed")
+QUICK_GRADIENTS = ("backprop", "checkpointed")
 # model name -> (dataset, trainer, keyword arguments, uses an ODE solver)
 MODELS: dict[str, tuple[str, Callable[..., train.TrainRecord], dict, bool]] = {
     "cnf": ("eight_gaussians", train.train_cnf, {"density": "eight_gaussians"}, True),
@@ -40,7 +41,8 @@ def grid(settings: Settings) -> list[Row]:
     rows = []
     for model in names:
         dataset, _, _, uses_ode = MODELS[model]
-        for gradient in (ODE_GRADIENTS if uses_ode else ("backprop",)):
+        gradients = ODE_GRADIENTS if settings.mode == "full" else QUICK_GRADIENTS
+        for gradient in (gradients if uses_ode else ("backprop",)):
             rows.append(point(NAME, settings, dataset, "odebench",
                               "dopri5" if uses_ode else "none", gradient, model=model))
     return rows
