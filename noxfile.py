@@ -46,6 +46,7 @@ WORKTREES = ROOT / ".asv" / "worktrees"
 HTML_DIR = "reports/asv"  # html_dir in asv.conf.json
 VENDOR_DIR = "vendor/asv"
 COMPARE_MD = ROOT / "reports" / "asv_compare.md"
+QUICK_REPORT = "reports/quick"  # quick studies and their report (git-ignored)
 # paths the bench session itself writes: they do not make the measured code dirty
 GENERATED_PREFIXES = ("reports/",)
 
@@ -334,9 +335,11 @@ def bench(session: nox.Session) -> None:
     _publish(session)
 
     if not args.asv_only:
-        size = "--full" if args.full else "--quick"
-        session.run(PY, "-m", "odebench", "run", "all", size)
-        session.run(PY, "-m", "odebench", "report")
+        # the full run regenerates the committed reports/; the quick one goes to reports/quick/
+        size, out = ("--full", "reports") if args.full else ("--quick", QUICK_REPORT)
+        data = f"{out}/data"
+        session.run(PY, "-m", "odebench", "run", "all", size, "--results", data)
+        session.run(PY, "-m", "odebench", "report", "--results", data, "--out", out)
 
     _where_to_look(session)
     if rc == 2:

@@ -118,7 +118,8 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     all_params = [p for p in module_params + extra if p.requires_grad]
     unique = list({id(p): p for p in all_params}.values())
     return OdeCall(func=func, y0=y0, ts=ts, scheme=scheme(method, y0.dtype, y0.device),
-                   rtol=float(rtol), atol=float(atol), opts=opts, params=unique)
+                   rtol=float(rtol), atol=float(atol), opts=opts, params=unique,
+                   gradient=gradient)
 
 
 __all__ = ["METHODS", "odeint", "solve"]

@@ -57,11 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget",
         description="Compare every gradient method with the float64 reference gradient on the "
-                    "verification set (dopri5, float64, rtol=atol=1e-9) and exit non-zero when a "
-                    "result breaks its budget. With --model, check your own model's gradients "
+                    "verification set (float64; dopri5 at rtol=atol=1e-9 on the non-stiff problems, "
+                    "rodas5p at rtol=1e-8 on the stiff ones) and exit non-zero when a result "
+                    "breaks its budget. With --model, check your own model's gradients "
                     "against a float64 reference instead.")
-    verify.add_argument("--quick", action="store_true",
-                        help="a subset of problems that runs in under a minute")
+    cases = verify.add_mutually_exclusive_group()
+    cases.add_argument("--quick", action="store_true",
+                       help="a subset (decay, Lotka-Volterra, a small MLP, Lorenz T=1 and T=2, "
+                            "ROBER T=40) that runs in about a minute")
+    cases.add_argument("--stiff", action="store_true",
+                       help="only the stiff cases (stiff linear system, ROBER T=40, HIRES T=5; "
+                            "rodas5p)")
     verify.add_argument("--gradient", action="append", default=None,
                         help="check only this gradient method (repeatable)")
     verify.add_argument("--json", type=Path, default=None, metavar="PATH",
@@ -125,7 +131,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from odebench import verify
 
-    cases = verify.QUICK_CASES if args.quick else verify.FULL_CASES
+    cases = (verify.QUICK_CASES if args.quick else
+             verify.STIFF_CASES if args.stiff else verify.FULL_CASES)
     gradients = tuple(args.gradient) if args.gradient else None
     if gradients:
         import odebench
@@ -147,9 +154,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _verify_model(args: argparse.Namespace, gradients: tuple[str, ...] | None) -> int:
     from odebench import testing
 
-    if args.quick:
-        raise InvalidInputError("--quick selects the verification set; it does not apply to "
-                                "--model")
+    if args.quick or args.stiff:
+        raise InvalidInputError("--quick and --stiff select the verification set; they do not "
+                                "apply to --model")
     reports = testing.check_model(args.model, gradients,
                                   progress=lambda s: log.info("checking %s", s))
     print(testing.format_summary(reports, args.model))

@@ -20,6 +20,8 @@ class Stats:
         n_steps_backward, n_rejected_backward: steps of the backward pass (adjoint methods).
         n_jac: Jacobian evaluations (implicit methods).
         n_lu: LU factorisations (implicit methods).
+        n_jac_backward, n_lu_backward: the same in the backward pass (backsolve and interpolated
+            solve the adjoint with the implicit method too).
         recon_error: backsolve only: ``|y0_reconstructed - y0| / |y0|`` (relative L2), the drift of
             the state re-integrated backwards; ``None`` for the other methods.
         saved_bytes: bytes the gradient method stores itself for the backward pass (trajectories,
@@ -34,6 +36,8 @@ class Stats:
     n_rejected_backward: int = 0
     n_jac: int = 0
     n_lu: int = 0
+    n_jac_backward: int = 0
+    n_lu_backward: int = 0
     recon_error: float | None = None
     saved_bytes: int = 0
 

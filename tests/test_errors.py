@@ -121,3 +121,42 @@ def test_fixed_step_nonfinite():
     with pytest.raises(NonFiniteError, match="step_size"):
         odebench.odeint(lambda t, y: y**3, torch.ones(1, dtype=F64), ts(0.0, 0.5, 5.0),
                         method="euler", options={"step_size": 0.5})
+
+
+def test_implicit_budget_has_no_implicit_hint():
+    """The stiffness hint suggests an implicit method; an implicit method is told otherwise."""
+    with pytest.raises(MaxStepsExceededError) as info:
+        odebench.odeint(lambda t, y: torch.cos(50 * t) * torch.ones_like(y),
+                        torch.zeros(1, dtype=F64), ts(0.0, 100.0), method="rodas5p",
+                        rtol=1e-10, atol=1e-12, options={"max_num_steps": 50})
+    assert "STIFF_METHODS" not in str(info.value) and "rodas5p" in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rodas5p"])
+def test_tiny_first_step_on_a_long_interval(method):
+    """Underflow is judged against |t|, not the end time: a transient of width 1e-9 at t=0 on an
+    interval of 1e11 (ROBER's) needs first steps far below 1e11 * eps."""
+    def pulse(t, y):
+        return 1e9 * torch.exp(-1e9 * t) * torch.ones_like(y)
+
+    ys = odebench.odeint(pulse, torch.zeros(1, dtype=F64), ts(0.0, 1e-6, 1e11), method=method,
+                         rtol=1e-8, atol=1e-10)
+    assert abs(float(ys[-1, 0]) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("gradient", ["backsolve", "interpolated", "checkpointed"])
+def test_captured_tensors_refused_by_the_adjoints(gradient):
+    """torch.func.functional_call (or any closure) over tensors that require grad: the adjoint
+    methods only differentiate y0 and params, so they refuse instead of returning zero grads."""
+    module = torch.nn.Linear(2, 2).double()
+    weights = {k: v.detach().clone().requires_grad_() for k, v in module.named_parameters()}
+
+    def func(t, y):
+        return torch.func.functional_call(module, weights, (y,))
+
+    y0_ = torch.ones(1, 2, dtype=F64, requires_grad=True)
+    with pytest.raises(InvalidInputError, match="params="):
+        odebench.odeint(func, y0_, ts(0.0, 1.0), gradient=gradient)
+    ys = odebench.odeint(func, y0_, ts(0.0, 1.0), gradient=gradient, params=list(weights.values()))
+    ys.sum().backward()
+    assert weights["weight"].grad is not None and float(weights["weight"].grad.abs().sum()) > 0

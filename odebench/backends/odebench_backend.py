@@ -58,7 +58,9 @@ class OdebenchBackend(TorchBackend):
             out.recon_error = stats.recon_error
             out.extra.update(library_nfe_backward=stats.nfe_backward,
                              steps_backward=stats.n_steps_backward,
-                             rejected_backward=stats.n_rejected_backward)
+                             rejected_backward=stats.n_rejected_backward,
+                             n_jac_backward=stats.n_jac_backward,
+                             n_lu_backward=stats.n_lu_backward)
 
         return ForwardResult(ys=sol.ys, steps=stats.n_steps, rejected=stats.n_rejected,
                              n_jac=stats.n_jac, n_lu=stats.n_lu, saved_bytes=stats.saved_bytes,

@@ -69,6 +69,7 @@ class _Backsolve(torch.autograd.Function):
             stats.nfe_backward = af.nfe
             stats.n_steps_backward = back.n_steps
             stats.n_rejected_backward = back.n_rejected
+            stats.n_jac_backward, stats.n_lu_backward = back.n_jac, back.n_lu
         y0_rec = z[:n]
         y0 = ys_flat[0]
         denom = float(torch.linalg.vector_norm(y0))

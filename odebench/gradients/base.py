@@ -9,7 +9,7 @@ import torch
 
 from odebench.solution import Stats
 from odebench.solvers import FlatField, Integration, Scheme, SolverOptions, integrate
-from odebench.solvers.explicit import Observer
+from odebench.solvers.loop import Observer
 
 
 @dataclass
@@ -24,6 +24,8 @@ class OdeCall:
         rtol, atol: forward tolerances.
         opts: parsed options.
         params: tensors the gradient is taken with respect to (besides y0).
+        gradient: the gradient method's name; for all but "backprop" the first evaluation of
+            :meth:`field` refuses tensors requiring grad that ``func`` reaches besides params.
     """
 
     func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -34,6 +36,7 @@ class OdeCall:
     atol: float
     opts: SolverOptions
     params: list[torch.Tensor]
+    gradient: str = "backprop"
 
     @property
     def shape(self) -> torch.Size:
@@ -41,7 +44,9 @@ class OdeCall:
 
     def field(self) -> FlatField:
         """The user's func as a flat, counted field."""
-        return FlatField(self.func, self.y0.shape, self.y0.dtype, self.y0.device)
+        guard = self.params if self.gradient != "backprop" else None
+        return FlatField(self.func, self.y0.shape, self.y0.dtype, self.y0.device,
+                         known_params=guard, gradient=self.gradient)
 
     def forward(self, f: FlatField, y0: torch.Tensor, stats: Stats,
                 observer: Observer | None = None, dense_stages: bool = False) -> Integration:

@@ -13,7 +13,8 @@ import torch
 from odebench.gradients.base import OdeCall, stack_outputs
 from odebench.solution import Stats
 from odebench.solvers import FlatField
-from odebench.solvers.explicit import StepRecord, dense_eval, extra_stages, rk_stages
+from odebench.solvers.explicit import dense_eval, extra_stages, rk_stages
+from odebench.solvers.loop import StepRecord
 from odebench.solvers.rosenbrock import rosenbrock_replay
 
 

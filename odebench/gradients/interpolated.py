@@ -14,7 +14,7 @@ from odebench.gradients.base import OdeCall, stack_outputs
 from odebench.gradients.trajectory import Trajectory
 from odebench.solution import Stats
 from odebench.solvers import FlatField, integrate, scheme
-from odebench.solvers.explicit import StepRecord
+from odebench.solvers.loop import StepRecord
 
 
 class _Interpolated(torch.autograd.Function):
@@ -78,6 +78,7 @@ class _Interpolated(torch.autograd.Function):
             stats.nfe_backward = af.nfe + f.nfe
             stats.n_steps_backward = back.n_steps
             stats.n_rejected_backward = back.n_rejected
+            stats.n_jac_backward, stats.n_lu_backward = back.n_jac, back.n_lu
         return (None, None, z[:n].view(call.shape), *split_params(z[n:], params))
 
 

@@ -7,7 +7,8 @@ import bisect
 import torch
 
 from odebench.solvers import Scheme
-from odebench.solvers.explicit import StepRecord, dense_eval
+from odebench.solvers.explicit import dense_eval
+from odebench.solvers.loop import StepRecord
 from odebench.solvers.rosenbrock import rosenbrock_dense
 
 

@@ -17,6 +17,9 @@ from odebench.results import ResultsStore
 
 __all__ = ["build_report", "main"]
 
+#: The asv report published by ``nox -s bench`` (relative to the repository root).
+ASV_INDEX = Path("reports/asv/index.html")
+
 
 def build_report(
     results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]
@@ -33,7 +36,8 @@ def build_report(
     tables = build_tables(rows)
     table_files = [path for table in tables for path in write_table(table, out / "tables")]
     figures = build_figures(rows, out / "figures")
-    page = write_html(tables, figures, Provenance.from_rows(rows), out)
+    asv_href = Path(os.path.relpath(ASV_INDEX, out)).as_posix()
+    page = write_html(tables, figures, Provenance.from_rows(rows), out, asv_href=asv_href)
     return {
         "tables": table_files,
         "figures": [path for figure in figures for path in figure.files],

@@ -8,14 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from odebench.solution import Stats
-from odebench.solvers.explicit import (
-    CompiledTableau,
-    Integration,
-    Observer,
-    integrate_adaptive,
-    integrate_fixed,
-)
+from odebench.solvers.explicit import CompiledTableau, integrate_adaptive, integrate_fixed
 from odebench.solvers.func import FlatField
+from odebench.solvers.loop import Integration, Observer
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.registry import (
     ADAPTIVE_METHODS,
@@ -75,7 +70,7 @@ def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stat
                                                 else opts.first_step),
                                     norm_numel=norm_numel, observer=observer)
     if not sch.adaptive or opts.step_size is not None:
-        return integrate_fixed(f, sch.compiled, y0, ts, opts.step_size, stats, opts, max_steps,
+        return integrate_fixed(f, sch.compiled, y0, ts, opts.step_size, stats, max_steps,
                                observer)
     return integrate_adaptive(f, sch.compiled, y0, ts, rtol, atol, stats, opts, max_steps,
                               first_step=first_step if first_step is not None else opts.first_step,

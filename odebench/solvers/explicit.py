@@ -9,16 +9,14 @@ decides acceptance; output times are located with Python floats.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
-from odebench.solution import PartialSolution, Stats
+from odebench.solution import Stats
 from odebench.solvers.control import PIController, initial_step
 from odebench.solvers.func import FlatField
+from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.tableaus import ButcherTableau
 
@@ -87,83 +85,12 @@ def dense_eval(ct: CompiledTableau, y: torch.Tensor, h: float, ks: list[torch.Te
     return torch.addmm(y.unsqueeze(0), w, torch.stack(ks), alpha=h)
 
 
-@dataclass
-class StepRecord:
-    """One accepted step, as the ``interpolated`` and ``checkpointed`` gradients keep it.
-
-    Attributes:
-        t, h: start and signed size of the step (time units).
-        y: flat state at ``t``, shape [N].
-        ks: the stages (extra dense stages included when computed), each [N].
-        out_first: index (into the output times) of the first output inside (t, t+h].
-        thetas: fractions of ``h`` of the off-grid outputs in the step, in order.
-        exact: whether the step ends exactly on an output time (it is the last output of the step).
-    """
-
-    t: float
-    h: float
-    y: torch.Tensor
-    ks: list[torch.Tensor] | None = None
-    out_first: int = 0
-    thetas: list[float] = field(default_factory=list)
-    exact: bool = False
-
-
-@dataclass
-class Integration:
-    """What the loop returns: the flat states at the output times and the next step size."""
-
-    ys: list[torch.Tensor]
-    h_next: float
-    records: list[StepRecord] = field(default_factory=list)
-
-
-Observer = Callable[[StepRecord], None]
-
-
-class _Loop:
-    """Shared bookkeeping of both loops: outputs, budget, failures with partial solutions."""
-
-    def __init__(self, f: FlatField, ts: list[float], y0: torch.Tensor, stats: Stats,
-                 opts: SolverOptions, max_steps: int, method: str):
-        self.f, self.ts, self.stats, self.opts = f, ts, stats, opts
-        self.outputs: list[torch.Tensor] = [y0]
-        self.max_steps = max_steps
-        self.attempts = 0
-        self.method = method
-
-    def partial(self, t: float, h: float) -> PartialSolution:
-        self.stats.nfe = self.f.nfe
-        m = len(self.outputs)
-        ys = torch.stack([o.detach() for o in self.outputs]).view(m, *self.f.shape)
-        return PartialSolution(ts=torch.tensor(self.ts[:m]), ys=ys, stats=self.stats,
-                               t_reached=t, h_last=h)
-
-    def budget(self, t: float, h: float) -> None:
-        self.attempts += 1
-        if self.attempts > self.max_steps:
-            span = abs(self.ts[-1] - self.ts[0])
-            mean_h = abs(t - self.ts[0]) / max(self.stats.n_steps, 1)
-            hint = ""
-            if mean_h < 1e-3 * span:
-                hint = (f" The mean accepted step {mean_h:.3g} is tiny against the interval "
-                        f"{span:.3g}: the problem may be stiff; try an implicit method "
-                        f"(odebench.STIFF_METHODS).")
-            raise MaxStepsExceededError(
-                f"max_num_steps={self.max_steps} exceeded by method '{self.method}' at "
-                f"t={t:.10g} (last step size {h:.3g}, {self.stats.n_steps} accepted, "
-                f"{self.stats.n_rejected} rejected, integrating from {self.ts[0]:.6g} to "
-                f"{self.ts[-1]:.6g}).{hint}",
-                partial=self.partial(t, h),
-            )
-
-
 def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: list[float],
-                    step_size: float | None, stats: Stats, opts: SolverOptions, max_steps: int,
+                    step_size: float | None, stats: Stats, max_steps: int,
                     observer: Observer | None = None) -> Integration:
     """March with steps of ``step_size`` (or one step per output interval when None); in each
     output interval the last step is shortened to land exactly on the output time."""
-    loop = _Loop(f, ts, y0, stats, opts, max_steps, ct.tab.name)
+    loop = StepLoop(f, ts, y0, stats, max_steps, ct.tab.name)
     y = y0
     h = 0.0
     for t_start, t_stop in zip(ts[:-1], ts[1:]):
@@ -187,15 +114,7 @@ def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: lis
             y = _fixed_step(f, ct, t, y, t_stop - t, observer, len(loop.outputs), True)
             stats.n_steps += 1
         loop.outputs.append(y)
-    final = torch.stack([o.detach() for o in loop.outputs])
-    if not bool(torch.isfinite(final).all()):
-        bad = int((~torch.isfinite(final)).flatten(1).any(1).nonzero()[0, 0])
-        loop.outputs = loop.outputs[:bad]
-        raise NonFiniteError(
-            f"the state became non-finite with fixed-step method '{ct.tab.name}' before the output "
-            f"time t={ts[bad]:.6g} (step size {abs(h):.3g}); reduce step_size",
-            partial=loop.partial(ts[bad - 1], h),
-        )
+    loop.check_finite_fixed(h)
     stats.nfe = f.nfe
     return Integration(ys=loop.outputs, h_next=h)
 
@@ -233,7 +152,7 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
             them to the observer), not only for steps that contain an output time.
         k0: ``f(ts[0], y0)`` if already known.
     """
-    loop = _Loop(f, ts, y0, stats, opts, max_steps, ct.tab.name)
+    loop = StepLoop(f, ts, y0, stats, max_steps, ct.tab.name)
     tab = ct.tab
     direction = 1.0 if ts[-1] > ts[0] else -1.0
     t_end = ts[-1]
@@ -249,21 +168,11 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         h_abs = first_step
     h_abs = min(h_abs, opts.max_step, interval)
     controller = PIController(k=tab.error_order + 1)
-    eps = torch.finfo(y0.dtype).eps
-    next_out = 1
     with torch.no_grad():
         ay = y[:n].abs()
     nonfinite_streak = 0
-    while next_out < len(ts):
-        if h_abs < 10 * eps * max(abs(t), abs(t_end), 1e-300):
-            cls = NonFiniteError if nonfinite_streak else StepSizeUnderflowError
-            raise cls(
-                f"step size underflow at t={t:.10g} with method '{tab.name}': step "
-                f"{h_abs:.3g} is below the time resolution"
-                + (" (the state became non-finite)" if nonfinite_streak else "")
-                + "; the solution may blow up there, or the problem is stiff or singular",
-                partial=loop.partial(t, direction * h_abs),
-            )
+    while not loop.done:
+        loop.check_underflow(t, h_abs, direction, nonfinite_streak > 0)
         h = direction * h_abs
         landing = direction * (t + h - t_end) >= 0
         if landing:
@@ -277,23 +186,11 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
             stats.n_rejected += 1
             nonfinite_streak = nonfinite_streak + 1 if not math.isfinite(err) else 0
             h_abs = abs(h) * controller.reject_factor(err)
-            if nonfinite_streak >= 30:
-                raise NonFiniteError(
-                    f"the state became non-finite at t={t:.10g} with method '{tab.name}'; "
-                    f"{nonfinite_streak} step-size reductions down to {h_abs:.3g} did not help",
-                    partial=loop.partial(t, h),
-                )
+            loop.check_nonfinite_streak(t, direction * h_abs, nonfinite_streak)
             continue
         nonfinite_streak = 0
         t_new = t_end if landing else t + h
-        out_first = next_out
-        thetas, exact = [], False
-        while next_out < len(ts) and direction * (ts[next_out] - t_new) <= 0:
-            if ts[next_out] == t_new:
-                exact = True
-            else:
-                thetas.append((ts[next_out] - t) / h)
-            next_out += 1
+        out_first, thetas, exact = loop.passed_outputs(t, h, t_new)
         need_extra = tab.dense.shape[0] > tab.stages and (thetas or dense_stages)
         ks_dense = extra_stages(f, ct, t, y, h, ks) if need_extra else ks
         if thetas:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from odebench.errors import InvalidInputError, NonFiniteError
 
@@ -18,11 +19,15 @@ class FlatField:
     not deep inside a step.
     With ``pass_float_time`` the function is called as ``func(t_float, t_tensor, y)`` (internal
     fields that need the time as a Python number without a device synchronisation).
+    With ``known_params`` (the adjoint gradients, which differentiate only ``y0`` and these), the
+    first evaluation records a graph and refuses any other tensor requiring grad that ``func``
+    reaches (a closure, ``torch.func.functional_call``): it would silently get no gradient.
     """
 
     def __init__(self, func: Callable[..., torch.Tensor],
                  shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                 pass_float_time: bool = False):
+                 pass_float_time: bool = False, known_params: list[torch.Tensor] | None = None,
+                 gradient: str = "backprop"):
         self.func = func
         self.pass_float_time = pass_float_time
         self.shape = shape
@@ -31,6 +36,8 @@ class FlatField:
         self.nfe = 0
         self.nfe_recorded = 0
         self._checked = False
+        self.known_params = known_params
+        self.gradient = gradient
 
     def time(self, t: float) -> torch.Tensor:
         """A 0-d tensor holding ``t`` in the state's dtype and device."""
@@ -40,13 +47,38 @@ class FlatField:
         self.nfe += 1
         if torch.is_grad_enabled():
             self.nfe_recorded += 1
-        if self.pass_float_time:
-            out = self.func(t, self.time(t), y.view(self.shape))
+        if self._checked:
+            return self._eval(t, y).reshape(-1)
+        if self.known_params is None:
+            out = self._eval(t, y)
         else:
-            out = self.func(self.time(t), y.view(self.shape))
-        if not self._checked:
-            self._check(t, out)
+            recording = torch.is_grad_enabled()
+            with torch.enable_grad(), _CreatedTensors() as created:
+                out = self._eval(t, y.detach() if not recording else y)
+            if isinstance(out, torch.Tensor):
+                self._check_captured(out, y, created.ids)
+                if not recording:
+                    out = out.detach()
+        self._check(t, out)
         return out.reshape(-1)
+
+    def _eval(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        if self.pass_float_time:
+            return self.func(t, self.time(t), y.view(self.shape))
+        return self.func(self.time(t), y.view(self.shape))
+
+    def _check_captured(self, out: torch.Tensor, y: torch.Tensor, created: set[int]) -> None:
+        """Refuse leaves of ``out``'s graph that are neither known parameters, nor behind ``y``,
+        nor created during the call (e.g. ``z.detach().requires_grad_()`` for a trace)."""
+        allowed = {id(p) for p in self.known_params or ()} | set(_leaves(y)) | created
+        missing = {k: v for k, v in _leaves(out).items() if k not in allowed}
+        if missing:
+            shapes = ", ".join(str(tuple(m.shape)) for m in list(missing.values())[:5])
+            raise InvalidInputError(
+                f"func uses {len(missing)} tensor(s) that require grad but are neither "
+                f"parameters of func (an nn.Module) nor in params= (shapes {shapes}); "
+                f"gradient='{self.gradient}' would give them no gradient. Pass them as "
+                "params=[...], or use gradient='backprop'.")
 
     def _check(self, t: float, out: object) -> None:
         if not isinstance(out, torch.Tensor):
@@ -63,3 +95,36 @@ class FlatField:
         if not bool(torch.isfinite(out).all()):
             raise NonFiniteError(f"func returned non-finite values at t={t:.6g} (first evaluation)")
         self._checked = True
+
+
+def _leaves(tensor: torch.Tensor) -> dict[int, torch.Tensor]:
+    """The leaf tensors requiring grad that ``tensor`` depends on, by id."""
+    if tensor.grad_fn is None:
+        return {id(tensor): tensor} if tensor.requires_grad else {}
+    found: dict[int, torch.Tensor] = {}
+    seen, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)
+        if isinstance(leaf, torch.Tensor):
+            found[id(leaf)] = leaf
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return found
+
+
+class _CreatedTensors(TorchFunctionMode):
+    """Records the ids of the tensors torch operations create while the mode is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[int] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for item in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(item, torch.Tensor):
+                self.ids.add(id(item))
+        return out

@@ -34,11 +34,10 @@ import math
 import torch
 from torch.func import jacrev
 
-from odebench.errors import NonFiniteError, StepSizeUnderflowError
 from odebench.solution import Stats
 from odebench.solvers.control import PIController, initial_step
-from odebench.solvers.explicit import Integration, Observer, StepRecord, _Loop
 from odebench.solvers.func import FlatField
+from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.rosenbrock_tableaus import RosenbrockTableau
 
@@ -203,8 +202,8 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
     them). ``observer`` gets every accepted step with its stages.
     """
     if opts.step_size is not None:
-        return _integrate_fixed(f, cr, y0, ts, opts.step_size, stats, opts, max_steps, observer)
-    loop = _Loop(f, ts, y0, stats, opts, max_steps, cr.tab.name)
+        return _integrate_fixed(f, cr, y0, ts, opts.step_size, stats, max_steps, observer)
+    loop = StepLoop(f, ts, y0, stats, max_steps, cr.tab.name, implicit=True)
     jacobian = Jacobian(f)
     direction = 1.0 if ts[-1] > ts[0] else -1.0
     t_end = ts[-1]
@@ -219,22 +218,12 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
         h_abs = first_step
     h_abs = min(h_abs, opts.max_step, interval)
     controller = PIController(k=cr.tab.error_order + 1)
-    eps, tiny = torch.finfo(y0.dtype).eps, torch.finfo(y0.dtype).tiny
-    next_out = 1
     with torch.no_grad():
         ay = y[:n].abs()
     jac: Jac | None = None
     nonfinite_streak = 0
-    while next_out < len(ts):
-        if h_abs < 10 * eps * max(abs(t), tiny):
-            cls = NonFiniteError if nonfinite_streak else StepSizeUnderflowError
-            raise cls(
-                f"step size underflow at t={t:.10g} with method '{cr.tab.name}': step "
-                f"{h_abs:.3g} is below the time resolution"
-                + (" (the state became non-finite)" if nonfinite_streak else "")
-                + "; the solution may blow up there, or the problem is singular",
-                partial=loop.partial(t, direction * h_abs),
-            )
+    while not loop.done:
+        loop.check_underflow(t, h_abs, direction, nonfinite_streak > 0)
         h = direction * h_abs
         landing = direction * (t + h - t_end) >= 0
         if landing:
@@ -254,23 +243,11 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
             stats.n_rejected += 1
             nonfinite_streak = nonfinite_streak + 1 if not math.isfinite(err) else 0
             h_abs = abs(h) * controller.reject_factor(err)
-            if nonfinite_streak >= 30:
-                raise NonFiniteError(
-                    f"the state became non-finite at t={t:.10g} with method '{cr.tab.name}'; "
-                    f"{nonfinite_streak} step-size reductions down to {h_abs:.3g} did not help",
-                    partial=loop.partial(t, h),
-                )
+            loop.check_nonfinite_streak(t, direction * h_abs, nonfinite_streak)
             continue
         nonfinite_streak = 0
         t_new = t_end if landing else t + h
-        out_first = next_out
-        thetas, exact = [], False
-        while next_out < len(ts) and direction * (ts[next_out] - t_new) <= 0:
-            if ts[next_out] == t_new:
-                exact = True
-            else:
-                thetas.append((ts[next_out] - t) / h)
-            next_out += 1
+        out_first, thetas, exact = loop.passed_outputs(t, h, t_new)
         if thetas:
             loop.outputs.extend(rosenbrock_dense(cr, y, ks, thetas).unbind(0))
         if exact:
@@ -288,11 +265,11 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
 
 
 def _integrate_fixed(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor, ts: list[float],
-                     step_size: float, stats: Stats, opts: SolverOptions, max_steps: int,
+                     step_size: float, stats: Stats, max_steps: int,
                      observer: Observer | None) -> Integration:
     """Steps of ``step_size``; in each output interval the last step is shortened to land on the
     output time (as the explicit fixed-step loop)."""
-    loop = _Loop(f, ts, y0, stats, opts, max_steps, cr.tab.name)
+    loop = StepLoop(f, ts, y0, stats, max_steps, cr.tab.name, implicit=True)
     jacobian = Jacobian(f)
     y = y0
     h = 0.0
@@ -318,15 +295,7 @@ def _integrate_fixed(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor, ts:
             stats.n_steps += 1
             t, y = t_next, y1
         loop.outputs.append(y)
-    final = torch.stack([o.detach() for o in loop.outputs])
-    if not bool(torch.isfinite(final).all()):
-        bad = int((~torch.isfinite(final)).flatten(1).any(1).nonzero()[0, 0])
-        loop.outputs = loop.outputs[:bad]
-        raise NonFiniteError(
-            f"the state became non-finite with fixed-step method '{cr.tab.name}' before the "
-            f"output time t={ts[bad]:.6g} (step size {abs(h):.3g}); reduce step_size",
-            partial=loop.partial(ts[bad - 1], h),
-        )
+    loop.check_finite_fixed(h)
     stats.nfe = f.nfe
     return Integration(ys=loop.outputs, h_next=abs(h))
 

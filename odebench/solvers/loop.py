@@ -1,0 +1,157 @@
+"""Bookkeeping shared by every step loop (explicit and implicit, fixed and adaptive).
+
+Outputs collected so far, the step budget, step-size underflow, the output times a step passes,
+and the failures that carry the partial solution reached (:class:`PartialSolution`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from odebench.solution import PartialSolution, Stats
+from odebench.solvers.func import FlatField
+
+
+@dataclass
+class StepRecord:
+    """One accepted step, as the ``interpolated`` and ``checkpointed`` gradients keep it.
+
+    Attributes:
+        t, h: start and signed size of the step (time units).
+        y: flat state at ``t``, shape [N].
+        ks: the stages (extra dense stages included when computed), each [N].
+        out_first: index (into the output times) of the first output inside (t, t+h].
+        thetas: fractions of ``h`` of the off-grid outputs in the step, in order.
+        exact: whether the step ends exactly on an output time (it is the last output of the step).
+    """
+
+    t: float
+    h: float
+    y: torch.Tensor
+    ks: list[torch.Tensor] | None = None
+    out_first: int = 0
+    thetas: list[float] = field(default_factory=list)
+    exact: bool = False
+
+
+@dataclass
+class Integration:
+    """What a loop returns: the flat states at the output times and the next step size."""
+
+    ys: list[torch.Tensor]
+    h_next: float
+    records: list[StepRecord] = field(default_factory=list)
+
+
+Observer = Callable[[StepRecord], None]
+
+
+class StepLoop:
+    """Outputs, budget and failures of one integration through the output times ``ts``.
+
+    Args:
+        f: the flat vector field (its ``nfe`` is copied into ``stats`` on failure).
+        ts: output times, Python floats, strictly monotone; ``ts[0]`` is the start.
+        y0: flat initial state [N] (the first output).
+        stats: counters, updated by the caller.
+        max_steps: budget of attempted steps.
+        method: the method's name, for messages.
+        implicit: whether the method is implicit (no "try an implicit method" hint then).
+    """
+
+    def __init__(self, f: FlatField, ts: list[float], y0: torch.Tensor, stats: Stats,
+                 max_steps: int, method: str, implicit: bool = False):
+        self.f, self.ts, self.stats = f, ts, stats
+        self.outputs: list[torch.Tensor] = [y0]
+        self.max_steps = max_steps
+        self.attempts = 0
+        self.method = method
+        self.implicit = implicit
+        self.next_out = 1
+        self.eps = torch.finfo(y0.dtype).eps
+        self.tiny = torch.finfo(y0.dtype).tiny
+
+    @property
+    def done(self) -> bool:
+        return self.next_out >= len(self.ts)
+
+    def partial(self, t: float, h: float) -> PartialSolution:
+        self.stats.nfe = self.f.nfe
+        m = len(self.outputs)
+        ys = torch.stack([o.detach() for o in self.outputs]).view(m, *self.f.shape)
+        return PartialSolution(ts=torch.tensor(self.ts[:m]), ys=ys, stats=self.stats,
+                               t_reached=t, h_last=h)
+
+    def budget(self, t: float, h: float) -> None:
+        """Count one attempted step; raise MaxStepsExceededError past ``max_steps``."""
+        self.attempts += 1
+        if self.attempts <= self.max_steps:
+            return
+        span = abs(self.ts[-1] - self.ts[0])
+        mean_h = abs(t - self.ts[0]) / max(self.stats.n_steps, 1)
+        hint = ""
+        if mean_h < 1e-3 * span:
+            hint = f" The mean accepted step {mean_h:.3g} is tiny against the interval {span:.3g}"
+            hint += (": the problem may be stiff; try an implicit method (odebench.STIFF_METHODS)."
+                     if not self.implicit else
+                     "; raise max_num_steps or loosen the tolerances.")
+        raise MaxStepsExceededError(
+            f"max_num_steps={self.max_steps} exceeded by method '{self.method}' at "
+            f"t={t:.10g} (last step size {h:.3g}, {self.stats.n_steps} accepted, "
+            f"{self.stats.n_rejected} rejected, integrating from {self.ts[0]:.6g} to "
+            f"{self.ts[-1]:.6g}).{hint}",
+            partial=self.partial(t, h),
+        )
+
+    def check_underflow(self, t: float, h_abs: float, direction: float, nonfinite: bool) -> None:
+        """Raise when ``h_abs`` is below the time resolution at ``t`` (10 ulp of |t|)."""
+        if h_abs >= 10 * self.eps * max(abs(t), self.tiny):
+            return
+        cls = NonFiniteError if nonfinite else StepSizeUnderflowError
+        raise cls(
+            f"step size underflow at t={t:.10g} with method '{self.method}': step "
+            f"{h_abs:.3g} is below the time resolution"
+            + (" (the state became non-finite)" if nonfinite else "")
+            + "; the solution may blow up there, or the problem is "
+            + ("singular" if self.implicit else "stiff or singular"),
+            partial=self.partial(t, direction * h_abs),
+        )
+
+    def check_nonfinite_streak(self, t: float, h: float, streak: int) -> None:
+        """Give up after 30 consecutive rejections with a non-finite error estimate."""
+        if streak >= 30:
+            raise NonFiniteError(
+                f"the state became non-finite at t={t:.10g} with method '{self.method}'; "
+                f"{streak} step-size reductions down to {abs(h):.3g} did not help",
+                partial=self.partial(t, h),
+            )
+
+    def passed_outputs(self, t: float, h: float, t_new: float) -> tuple[int, list[float], bool]:
+        """The output times in (t, t_new] of an accepted step: (index of the first, fractions
+        theta = (t_out - t) / h of those strictly inside, whether t_new itself is one)."""
+        direction = 1.0 if h > 0 else -1.0
+        first, thetas, exact = self.next_out, [], False
+        while self.next_out < len(self.ts) and direction * (self.ts[self.next_out] - t_new) <= 0:
+            if self.ts[self.next_out] == t_new:
+                exact = True
+            else:
+                thetas.append((self.ts[self.next_out] - t) / h)
+            self.next_out += 1
+        return first, thetas, exact
+
+    def check_finite_fixed(self, h: float) -> None:
+        """After a fixed-step run: raise NonFiniteError at the first non-finite output."""
+        final = torch.stack([o.detach() for o in self.outputs])
+        if bool(torch.isfinite(final).all()):
+            return
+        bad = int((~torch.isfinite(final)).flatten(1).any(1).nonzero()[0, 0])
+        self.outputs = self.outputs[:bad]
+        raise NonFiniteError(
+            f"the state became non-finite with fixed-step method '{self.method}' before the "
+            f"output time t={self.ts[bad]:.6g} (step size {abs(h):.3g}); reduce step_size",
+            partial=self.partial(self.ts[bad - 1], h),
+        )
