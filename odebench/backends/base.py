@@ -22,6 +22,7 @@ A failure never raises: it becomes a status row (``max_steps``, ``nonfinite``,
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import math
 import statistics
@@ -453,6 +454,7 @@ def time_repeats(run: Callable[[], tuple[float, float | None]], spec: RunSpec,
         out.extra["timing"] = "instrumented run only: it exceeded wall_budget_s"
         return
     walls: list[tuple[float, float | None]] = []
+    gc.collect()  # once, not before each timed call (see odebench.measure.timing)
     for _ in range(spec.repeats):
         walls.append(run())
         if sum(w or 0.0 for w in walls[-1]) > budget:
