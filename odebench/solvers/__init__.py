@@ -3,6 +3,7 @@ problems, step control, dense output."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -45,8 +46,10 @@ class Scheme:
         return self.compiled.tab.dense is not None
 
 
+@functools.lru_cache(maxsize=64)
 def scheme(method: str, dtype: torch.dtype, device: torch.device) -> Scheme:
-    """Compile ``method`` for a dtype and device."""
+    """Compile ``method`` for a dtype and device (cached: the coefficient tensors are constants,
+    never written, so solves share them)."""
     if method in ROSENBROCK_TABLEAUS:
         return Scheme(name=method,
                       compiled=CompiledRosenbrock(ROSENBROCK_TABLEAUS[method], dtype, device))

@@ -22,7 +22,7 @@ from odebench.solvers.tableaus import ButcherTableau
 
 
 class CompiledTableau:
-    """A tableau's coefficients as tensors of one dtype and device (built once per solve)."""
+    """A tableau's coefficients as tensors of one dtype and device (cached per method)."""
 
     def __init__(self, tab: ButcherTableau, dtype: torch.dtype, device: torch.device):
         self.tab = tab
@@ -38,12 +38,18 @@ class CompiledTableau:
         self.c_extra = [float(c) for c in tab.c_extra]
         self.a_extra = [torch.as_tensor(row[: tab.stages + i], dtype=dtype, device=device)
                         for i, row in enumerate(tab.a_extra)]
+        self.dense_polys = ([] if tab.dense is None else
+                            [[float(c) for c in row] for row in np.asarray(tab.dense)])
         self.dtype, self.device = dtype, device
 
     def dense_weights(self, thetas: list[float]) -> torch.Tensor:
-        """Continuous-extension weights ``w(theta)`` for each theta, shape [m, s_dense]."""
-        powers = np.power.outer(np.asarray(thetas), np.arange(1, self.tab.dense.shape[1] + 1))
-        return torch.as_tensor(powers @ self.tab.dense.T, dtype=self.dtype, device=self.device)
+        """Continuous-extension weights ``w(theta)`` for each theta, shape [m, s_dense]
+        (the polynomials evaluated in Python floats, then one tensor: few outputs per step)."""
+        rows = []
+        for theta in thetas:
+            rows.append([sum(c * theta ** (j + 1) for j, c in enumerate(poly))
+                         for poly in self.dense_polys])
+        return torch.tensor(rows, dtype=self.dtype, device=self.device)
 
 
 def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
