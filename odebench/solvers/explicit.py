@@ -33,6 +33,8 @@ class CompiledTableau:
         self.b = torch.as_tensor(tab.b, dtype=dtype, device=device)
         self.e = (None if tab.b_error is None
                   else torch.as_tensor(tab.b_error, dtype=dtype, device=device))
+        self.e_head = None if self.e is None else self.e[:-1]
+        self.e_last = None if tab.b_error is None else float(tab.b_error[-1])
         self.e35 = (None if tab.b_error3 is None else torch.as_tensor(
             np.stack([tab.b_error, tab.b_error3], axis=1), dtype=dtype, device=device))
         self.c_extra = [float(c) for c in tab.c_extra]
@@ -59,20 +61,32 @@ def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: f
     For FSAL tableaus y1 is the input of the last stage; otherwise ``y + h * sum b_i k_i``.
     Each stage costs one stack and one fused multiply-add (``addmv``) besides ``f``.
     """
+    ks, y1, _ = _stages(f, ct, t, y, h, k0)
+    return ks, y1
+
+
+def _stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
+            k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """As :func:`rk_stages`, plus the last stacked stage matrix [N, j] the step built (j = s - 1
+    for FSAL tableaus, s otherwise; None for one-stage methods), which the error estimate
+    reuses instead of stacking the stages again."""
     ks = [k0]
     c = ct.c
     yi = y
+    kmat = None
     for i in range(1, len(c)):
         if i == 1:
             yi = torch.add(y, k0, alpha=h * ct.a_first)
         else:
-            yi = torch.addmv(y, torch.stack(ks, 1), ct.a[i], alpha=h)
+            kmat = torch.stack(ks, 1)
+            yi = torch.addmv(y, kmat, ct.a[i], alpha=h)
         ks.append(f(t + c[i] * h, yi))
     if ct.tab.fsal:
-        return ks, yi
+        return ks, yi, kmat if len(ks) > 2 else torch.stack(ks[:-1], 1)
     if len(ks) == 1:
-        return ks, torch.add(y, k0, alpha=h * float(ct.tab.b[0]))
-    return ks, torch.addmv(y, torch.stack(ks, 1), ct.b, alpha=h)
+        return ks, torch.add(y, k0, alpha=h * float(ct.tab.b[0])), None
+    kmat = torch.stack(ks, 1)
+    return ks, torch.addmv(y, kmat, ct.b, alpha=h), kmat
 
 
 def extra_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
@@ -174,8 +188,10 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         h_abs = first_step
     h_abs = min(h_abs, opts.max_step, interval)
     controller = PIController(k=tab.error_order + 1)
-    with torch.no_grad():
-        ay = y[:n].abs()
+    whole = n == y0.numel()
+    quiet = torch.no_grad()  # one reusable context for the per-step error estimate
+    with quiet:
+        ay = (y if whole else y[:n]).abs()
     nonfinite_streak = 0
     while not loop.done:
         loop.check_underflow(t, h_abs, direction, nonfinite_streak > 0)
@@ -184,10 +200,10 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         if landing:
             h = t_end - t
         loop.budget(t, h)
-        ks, y1 = rk_stages(f, ct, t, y, h, k0)
-        with torch.no_grad():
-            ay1 = y1[:n].abs()
-            err = _error_ratio(ct, ks, h, ay, ay1, rtol, atol, n)
+        ks, y1, kmat = _stages(f, ct, t, y, h, k0)
+        with quiet:
+            ay1 = (y1 if whole else y1[:n]).abs()
+            err = _error_ratio(ct, ks, kmat if whole else None, h, ay, ay1, rtol, atol, n)
         if not err <= 1.0:
             stats.n_rejected += 1
             nonfinite_streak = nonfinite_streak + 1 if not math.isfinite(err) else 0
@@ -215,17 +231,29 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
     return Integration(ys=loop.outputs, h_next=h_abs)
 
 
-def _error_ratio(ct: CompiledTableau, ks: list[torch.Tensor], h: float, ay: torch.Tensor,
-                 ay1: torch.Tensor, rtol: float, atol: float, n: int) -> float:
-    """The mixed-norm error ratio of a step (accept when <= 1)."""
-    kmat = torch.stack([k[:n] for k in ks], 1) if n != ks[0].numel() else torch.stack(ks, 1)
-    scale = torch.maximum(ay, ay1).mul_(rtol).add_(atol)
+def _error_ratio(ct: CompiledTableau, ks: list[torch.Tensor], kmat: torch.Tensor | None,
+                 h: float, ay: torch.Tensor, ay1: torch.Tensor, rtol: float, atol: float,
+                 n: int) -> float:
+    """The mixed-norm error ratio of a step (accept when <= 1):
+    ``|h| RMS(sum_i e_i k_i / (atol + rtol max(|y|, |y1|)))``, computed as
+    ``|h| / rtol * RMS(sum_i e_i k_i / (max(|y|, |y1|) + atol / rtol))`` (one operation fewer).
+    ``kmat``: the stage matrix the step stacked (all stages, or all but the FSAL one), or None to
+    stack the first ``n`` entries of ``ks`` here (seminorms)."""
+    if kmat is None:
+        kmat = torch.stack([k[:n] for k in ks], 1) if n != ks[0].numel() else torch.stack(ks, 1)
+    scale = torch.maximum(ay, ay1).add_(atol / rtol)
+    factor = abs(h) / (rtol * math.sqrt(n))
     if ct.e35 is None:
-        err = torch.mv(kmat, ct.e).div_(scale)
-        return abs(h) * float(torch.linalg.vector_norm(err)) / math.sqrt(n)
+        if kmat.shape[1] == len(ks):
+            err = torch.mv(kmat, ct.e)
+        else:  # FSAL: the last stage was not stacked
+            err = torch.addmv(ks[-1], kmat, ct.e_head, beta=ct.e_last)
+        return factor * float(torch.linalg.vector_norm(err.div_(scale)))
     # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853).
+    if kmat.shape[1] != len(ks):
+        kmat = torch.stack(ks, 1)
     errs = torch.mm(kmat, ct.e35).div_(scale.unsqueeze(1))
     e5, e3 = (torch.linalg.vector_norm(errs, dim=0) ** 2).tolist()
     if e5 == 0.0 and e3 == 0.0:
         return 0.0
-    return abs(h) * e5 / math.sqrt((e5 + 0.01 * e3) * n)
+    return abs(h) * e5 / (rtol * math.sqrt((e5 + 0.01 * e3) * n))
