@@ -384,3 +384,21 @@ def test_gradient_against_reference(name: str, T: float, gradient: str):
         return
     dp_err, dy0_err = grad_errors(p, gradient, 1e-8, dp_ref, dy0_ref)
     assert dp_err <= BOUND[gradient] and dy0_err <= BOUND[gradient]
+
+
+def test_projected_cost_of_a_budget_stop():
+    """The stiff study turns an explicit run stopped by its budget into the steps and NFE a
+    whole run would take, from the error message the solver raised."""
+    from odebench.studies.stiff import projected_cost
+
+    p = problems.get("stiff_linear")
+    with pytest.raises(odebench.MaxStepsExceededError) as info:
+        odebench.odeint(p.func(), p.y0, p.t_eval, method="dopri5", rtol=1e-6, atol=1e-8,
+                        options={"max_num_steps": 2000})
+    message = f"MaxStepsExceededError: {info.value}"
+    nfe = info.value.partial.stats.nfe
+    projected = projected_cost(message, 0.0, float(p.t_eval[-1]), nfe)
+    assert projected is not None and 0 < projected["t_reached"] < 1
+    # stability bound of dopri5 ~3.3 / 1e6: about 3e5 steps over [0, 1]
+    assert 1e5 < projected["projected_steps"] < 1e6 and projected["projected_nfe"] > 1e6
+    assert projected_cost("NonFiniteError: something else", 0.0, 1.0, 10) is None
