@@ -108,7 +108,7 @@ class Row:
     sol_error_series: list[float] | None = None  # relative error at each output time
     n_jac: int | None = None  # Jacobian evaluations (implicit solvers)
     n_lu: int | None = None  # LU factorisations (implicit solvers)
-    overhead_ratio: float | None = None  # wall time relative to the fastest backend
+    overhead_ratio: float | None = None  # wall / (NFE x one vector-field evaluation), 1 = no loop cost
     wall_per_nfe_s: float | None = None  # wall clock per function evaluation, s
     extra: dict[str, Any] = field(default_factory=dict)  # anything else (JSON values)
     # ---- environment (filled by ResultsStore.append when None)

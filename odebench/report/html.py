@@ -2,7 +2,9 @@
 
 The page loads nothing from outside: styles are inline, images and table
 files are linked by paths relative to the page. It links to the asv report at
-``asv/index.html``, which has to be served over loopback to work.
+``asv/index.html``, which has to be served over loopback to work. The PNGs the
+model trainers drew (listed in the rows' ``extra["figures"]``, relative to the
+working directory) are shown in a section of their own when they exist.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from odebench.environment import Provenance
 from odebench.report.figures import FigureFile
 from odebench.report.tables import Table
 
-__all__ = ["ASV_HREF", "ASV_SERVE_COMMAND", "render_html", "write_html"]
+__all__ = ["ASV_HREF", "ASV_SERVE_COMMAND", "render_html", "trainer_figures", "write_html"]
 
 #: Where the asv report lives, relative to the page.
 ASV_HREF = "asv/index.html"
@@ -36,6 +38,10 @@ figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; }
 code { background: #f3f3f3; padding: 0.1em 0.3em; }
 """
+
+
+_TRAINER_ID = "trainer-figures"
+_TRAINER_TITLE = "Model figures drawn by the trainers"
 
 
 def _href(path: Path, base: Path) -> str:
@@ -89,6 +95,30 @@ def _figure(figure: FigureFile, base: Path) -> str:
     )
 
 
+def trainer_figures(tables: Sequence[Table]) -> list[Path]:
+    """The existing PNG files named in the tables' rows (``extra["figures"]``), once each,
+    sorted by file name; paths relative to the working directory as recorded."""
+    found = {
+        Path(os.path.normpath(path))
+        for table in tables
+        for path in table.row_figures
+        if path.suffix.lower() == ".png" and path.is_file()
+    }
+    return sorted(found, key=lambda path: (path.name, path.as_posix()))
+
+
+def _trainer_section(paths: Sequence[Path], base: Path) -> str:
+    """The section embedding the trainers' PNGs, captioned with their file names; "" if none."""
+    if not paths:
+        return ""
+    items = "".join(
+        f'<figure><img src="{_href(path, base)}" alt="{escape(path.name, quote=True)}">'
+        f"<figcaption>{escape(path.name)}</figcaption></figure>"
+        for path in paths
+    )
+    return f'<h2 id="{_TRAINER_ID}">{_TRAINER_TITLE}</h2>\n{items}\n'
+
+
 def render_html(
     tables: Sequence[Table],
     figures: Sequence[FigureFile],
@@ -96,10 +126,15 @@ def render_html(
     base: Path,
     asv_href: str = ASV_HREF,
 ) -> str:
-    """The page's HTML; file links are made relative to the folder ``base`` holding it."""
+    """The page's HTML; file links are made relative to the folder ``base`` holding it.
+
+    The trainers' PNGs that the tables' rows name and that exist are embedded last.
+    """
+    trained = trainer_figures(tables)
     toc = "".join(
         [f'<li><a href="#table-{escape(t.name)}">{escape(t.title)}</a></li>' for t in tables]
         + [f'<li><a href="#figure-{escape(f.name)}">{escape(f.title)}</a></li>' for f in figures]
+        + ([f'<li><a href="#{_TRAINER_ID}">{_TRAINER_TITLE}</a></li>'] if trained else [])
     )
     empty = "<p>No results rows: nothing to show.</p>" if not tables and not figures else ""
     return (
@@ -116,6 +151,7 @@ def render_html(
         f"{empty}<nav><ul>{toc}</ul></nav>\n"
         f"<h2>Tables</h2>\n{''.join(_table(t, base) for t in tables)}\n"
         f"<h2>Figures</h2>\n{''.join(_figure(f, base) for f in figures)}\n"
+        f"{_trainer_section(trained, base)}"
         "</body></html>\n"
     )
 

@@ -1,12 +1,16 @@
 """Tables from results rows, written as Markdown, CSV and LaTeX (booktabs).
 
-Each ``TableSpec`` names the studies it reads, the columns that identify a
-row of the table (``keys``) and what it shows: either one value spread over
-the problems (``pivot``; a stopped run shows its status instead of a number)
-or a set of measurement columns (``values``, with a ``status`` column).
-Key columns that are the same for every row are not shown as columns but
-listed under the title as "fixed" settings. The last row recorded for a cell
-wins. Every file is headed by the provenance of the rows behind it.
+Each ``TableSpec`` names the studies it reads, an optional filter on column
+values (``where``), the columns that identify a row of the table (``keys``)
+and what it shows: either one value spread over the problems (``pivot``; a
+stopped run shows its status instead of a number) or a set of measurement
+columns (``values``, with a ``status`` column). With ``extra_values`` the
+scalar entries of a row's ``extra`` dict become columns that ``where``,
+``keys``, ``values`` and ``pivot`` can name. Key columns that are the same for
+every row are not shown as columns but listed under the title as "fixed"
+settings; a value column that no row fills is left out, and so is a pivot
+row or column without a value or a stopped run in it. The last row recorded
+for a cell wins. Every file is headed by the provenance of the rows behind it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ INTEGER_COLUMNS = frozenset(
         "width",
         "batch",
         "state_dim",
+        "n_params",
     }
 )
 
@@ -59,7 +64,14 @@ FIXED_POINT_COLUMNS = frozenset({"scd", "overhead_ratio"})
 
 @dataclass(frozen=True)
 class TableSpec:
-    """What one table shows. ``pivot``: the value spread over ``columns``; else ``values``."""
+    """What one table shows. ``pivot``: the value spread over ``columns``; else ``values``.
+
+    ``extra_values`` lifts the scalar entries of each row's ``extra`` dict into
+    columns; the table then shows every one of them when ``values`` is empty,
+    else exactly ``values`` (columns or extras), in that order. ``where`` keeps
+    the rows whose column (after lifting) takes one of the allowed values, e.g.
+    ``(("rtol", (1e-8,)),)``; floats match to a relative 1e-9.
+    """
 
     name: str  # file stem
     title: str
@@ -68,10 +80,13 @@ class TableSpec:
     pivot: str | None = None
     columns: str = "problem"
     values: tuple[str, ...] = ()
-    extra_values: bool = False  # scalar entries of the ``extra`` dict become value columns
+    extra_values: bool = False  # lift the scalar entries of the ``extra`` dict into columns
+    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (column, allowed values) pairs
 
 
 _SETTINGS = ("rtol", "atol", "dtype", "device")
+_MODEL_KEYS = ("model", "problem", "gradient", "backend", "method", *_SETTINGS)
+_MODEL_COST = ("nfe_forward", "nfe_backward", "saved_bytes", "train_wall_s")
 
 #: The tables of a report, in order.
 TABLES: tuple[TableSpec, ...] = (
@@ -129,24 +144,97 @@ TABLES: tuple[TableSpec, ...] = (
     ),
     TableSpec(
         name="overhead",
-        title="Overhead: wall clock relative to the fastest backend",
+        title="Solver-loop overhead: wall / (NFE x one vector-field evaluation), 1 thread",
         studies=("overhead",),
-        keys=("backend", "method", "gradient", *_SETTINGS),
-        pivot="overhead_ratio",
+        keys=("problem", "backend", "method", "gradient", *_SETTINGS),
+        values=("overhead_ratio", "wall_forward_s", "nfe_forward", "wall_per_nfe_s", "eval_s"),
+        extra_values=True,
     ),
     TableSpec(
         name="stiff",
         title="Stiff problems: significant correct digits (scd) and cost",
         studies=("stiff",),
-        keys=("problem", "backend", "method", *_SETTINGS),
-        values=("scd", "steps", "rejected", "nfe_forward", "n_jac", "n_lu", "wall_forward_s"),
+        keys=("problem", "backend", "method", "gradient", *_SETTINGS),
+        values=(
+            "scd",
+            "steps",
+            "rejected",
+            "nfe_forward",
+            "n_jac",
+            "n_lu",
+            "wall_forward_s",
+            "grad_error",
+        ),
+    ),
+    TableSpec(
+        name="stiff_targets",
+        title="Stiff problems at rtol 1e-8, float64: digits (scd), cost and wall clock (s)",
+        studies=("stiff",),
+        keys=("problem", "backend", "method", "gradient", *_SETTINGS),
+        values=("scd", "steps", "nfe_forward", "n_jac", "n_lu", "wall_forward_s"),
+        where=(("dtype", ("float64",)), ("rtol", (1e-8,))),
     ),
     TableSpec(
         name="models",
-        title="Models: training and test metrics per gradient method",
+        title=(
+            "Models: final training loss, NFE per iteration (mean), bytes saved for backward"
+            " and training wall clock (s)"
+        ),
         studies=("models",),
-        keys=("model", "problem", "gradient", "backend", "method", *_SETTINGS),
-        values=("nfe_forward", "nfe_backward", "wall_forward_s", "wall_backward_s"),
+        keys=_MODEL_KEYS,
+        values=(
+            "final_loss",
+            "nfe_forward",
+            "nfe_backward",
+            "nfe_backward_over_forward",
+            "saved_bytes",
+            "train_wall_s",
+        ),
+        extra_values=True,
+    ),
+    TableSpec(
+        name="models_classifier",
+        title="ODE-Net vs ResNet on scikit-learn digits: test error (fraction misclassified)",
+        studies=("models",),
+        keys=_MODEL_KEYS,
+        values=("test_error", "n_params", *_MODEL_COST),
+        extra_values=True,
+        where=(("model", ("odenet", "resnet")),),
+    ),
+    TableSpec(
+        name="models_cnf",
+        title="Continuous normalizing flows: test negative log-likelihood (nats)",
+        studies=("models",),
+        keys=_MODEL_KEYS,
+        values=("test_nll", "n_params", *_MODEL_COST),
+        extra_values=True,
+        where=(("model", ("cnf", "cnf_moons", "cnf_checkerboard", "cnf_pinwheel")),),
+    ),
+    TableSpec(
+        name="models_latent",
+        title="Latent ODE vs GRU on spirals: interpolation and extrapolation MSE",
+        studies=("models",),
+        keys=_MODEL_KEYS,
+        values=("interp_mse", "extrap_mse", "n_params", *_MODEL_COST),
+        extra_values=True,
+        where=(("model", ("latent_ode", "gru")),),
+    ),
+    TableSpec(
+        name="models_augmented",
+        title="Neural ODE vs augmented neural ODE on the flip toy: final training MSE",
+        studies=("models",),
+        keys=_MODEL_KEYS,
+        values=("final_mse", "n_params", "nfe_forward", "nfe_backward"),
+        extra_values=True,
+        where=(("model", ("node_toy", "anode_toy")),),
+    ),
+    TableSpec(
+        name="models_nfe_ratio",
+        title="Models: backward NFE / forward NFE over training, per gradient method",
+        studies=("models",),
+        keys=("gradient", "backend", "method", *_SETTINGS),
+        pivot="nfe_backward_over_forward",
+        columns="model",
         extra_values=True,
     ),
 )
@@ -164,6 +252,7 @@ class Table:
     studies: tuple[str, ...]
     keys: tuple[str, ...] = ()  # the columns that identify a row
     pivot: str | None = None  # for a pivot table: the measurement the other columns hold
+    row_figures: list[Path] = field(default_factory=list)  # images named in extra["figures"]
     files: list[Path] = field(default_factory=list)  # filled by write_table
 
     def _measure(self, column: str) -> str:
@@ -269,15 +358,37 @@ def _lift_extras(records: list[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
+def _matches(value: Any, allowed: tuple[Any, ...]) -> bool:
+    """Whether ``value`` is one of ``allowed``; floats match to a relative 1e-9."""
+    return any(
+        value == option
+        or (
+            isinstance(value, float)
+            and isinstance(option, (int, float))
+            and math.isclose(value, option, rel_tol=1e-9)
+        )
+        for option in allowed
+    )
+
+
+def _where(
+    records: list[dict[str, Any]], where: Sequence[tuple[str, tuple[Any, ...]]]
+) -> list[dict[str, Any]]:
+    """The records whose every ``where`` column takes one of its allowed values."""
+    return [r for r in records if all(_matches(r.get(c), allowed) for c, allowed in where)]
+
+
 def build_table(spec: TableSpec, rows: pd.DataFrame) -> Table | None:
-    """The table ``spec`` describes, from ``rows``; ``None`` when its studies have no rows."""
+    """The table ``spec`` describes, from ``rows``; ``None`` when no row is left to show."""
     if "study" not in rows.columns:
         return None
-    selected = rows[rows["study"].isin(list(spec.studies))]
-    records = _records(selected)
+    records = _records(rows[rows["study"].isin(list(spec.studies))])
+    extras = _lift_extras(records) if spec.extra_values else []
+    records = _where(records, spec.where)
+    if spec.pivot:  # a run with neither the value nor a stopped status fills no cell
+        records = [r for r in records if r.get(spec.pivot) is not None or r.get("status") != "ok"]
     if not records:
         return None
-    extras = _lift_extras(records) if spec.extra_values else []
 
     present = [k for k in spec.keys if any(r.get(k) is not None for r in records)]
     varying = [k for k in present if len({r.get(k) for r in records}) > 1]
@@ -289,7 +400,7 @@ def build_table(spec: TableSpec, rows: pd.DataFrame) -> Table | None:
     if spec.pivot:
         frame = _pivot(records, varying, spec.pivot, spec.columns)
     else:
-        values = [*extras, *(v for v in spec.values if v not in extras)]
+        values = spec.values or extras
         shown = [v for v in values if any(r.get(v) is not None for r in records)]
         latest = {tuple(r.get(k) for k in varying): r for r in records}
         frame = pd.DataFrame(
@@ -302,11 +413,25 @@ def build_table(spec: TableSpec, rows: pd.DataFrame) -> Table | None:
         title=spec.title,
         frame=frame,
         fixed=fixed,
-        provenance=Provenance.from_rows(selected),
+        provenance=Provenance.from_rows(pd.DataFrame.from_records(records)),
         keys=tuple(varying),
         pivot=spec.pivot,
         studies=tuple(s for s in spec.studies if any(r["study"] == s for r in records)),
+        row_figures=_row_figures(records),
     )
+
+
+def _row_figures(records: list[dict[str, Any]]) -> list[Path]:
+    """The image files listed in the records' ``extra["figures"]``, as recorded, first-seen order.
+
+    The paths are those the trainers wrote: relative to the working directory
+    of the run (the repository root), or absolute.
+    """
+    paths: dict[Path, None] = {}
+    for record in records:
+        for name in json.loads(record.get("extra") or "{}").get("figures") or []:
+            paths.setdefault(Path(name), None)
+    return list(paths)
 
 
 def _pivot(records: list[dict[str, Any]], keys: list[str], value: str, over: str) -> pd.DataFrame:
