@@ -192,9 +192,8 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
     quiet = torch.no_grad()  # one reusable context for the per-step error estimate
     with quiet:
         ay = (y if whole else y[:n]).abs()
-    nonfinite_streak = 0
     while not loop.done:
-        loop.check_underflow(t, h_abs, direction, nonfinite_streak > 0)
+        loop.check_underflow(t, h_abs, direction)
         h = direction * h_abs
         landing = direction * (t + h - t_end) >= 0
         if landing:
@@ -205,14 +204,10 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
             ay1 = (y1 if whole else y1[:n]).abs()
             err = _error_ratio(ct, ks, kmat if whole else None, h, ay, ay1, rtol, atol, n)
         if not err <= 1.0:
-            stats.n_rejected += 1
-            nonfinite_streak = nonfinite_streak + 1 if not math.isfinite(err) else 0
-            h_abs = abs(h) * controller.reject_factor(err)
-            loop.check_nonfinite_streak(t, direction * h_abs, nonfinite_streak)
+            h_abs = loop.reject(t, h, err, controller)
             continue
-        nonfinite_streak = 0
         t_new = t_end if landing else t + h
-        out_first, thetas, exact = loop.passed_outputs(t, h, t_new)
+        out_first, thetas, exact = loop.accept(t, h, t_new)
         need_extra = tab.dense.shape[0] > tab.stages and (thetas or dense_stages)
         ks_dense = extra_stages(f, ct, t, y, h, ks) if need_extra else ks
         if thetas:
@@ -222,7 +217,6 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         if observer is not None:
             observer(StepRecord(t=t, h=h, y=y, ks=ks_dense, out_first=out_first, thetas=thetas,
                                 exact=exact))
-        stats.n_steps += 1
         h_abs = min(abs(h) * controller.accept_factor(err), opts.max_step)
         if landing:
             h_abs = max(h_abs, abs(h))

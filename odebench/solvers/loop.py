@@ -6,6 +6,7 @@ and the failures that carry the partial solution reached (:class:`PartialSolutio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ import torch
 
 from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from odebench.solution import PartialSolution, Stats
+from odebench.solvers.control import PIController
 from odebench.solvers.func import FlatField
 
 
@@ -72,6 +74,7 @@ class StepLoop:
         self.method = method
         self.implicit = implicit
         self.next_out = 1
+        self.nonfinite_streak = 0  # consecutive rejections with a non-finite error estimate
         self.eps = torch.finfo(y0.dtype).eps
         self.tiny = torch.finfo(y0.dtype).tiny
 
@@ -107,10 +110,11 @@ class StepLoop:
             partial=self.partial(t, h),
         )
 
-    def check_underflow(self, t: float, h_abs: float, direction: float, nonfinite: bool) -> None:
+    def check_underflow(self, t: float, h_abs: float, direction: float) -> None:
         """Raise when ``h_abs`` is below the time resolution at ``t`` (10 ulp of |t|)."""
         if h_abs >= 10 * self.eps * max(abs(t), self.tiny):
             return
+        nonfinite = self.nonfinite_streak > 0
         cls = NonFiniteError if nonfinite else StepSizeUnderflowError
         raise cls(
             f"step size underflow at t={t:.10g} with method '{self.method}': step "
@@ -121,14 +125,26 @@ class StepLoop:
             partial=self.partial(t, direction * h_abs),
         )
 
-    def check_nonfinite_streak(self, t: float, h: float, streak: int) -> None:
-        """Give up after 30 consecutive rejections with a non-finite error estimate."""
-        if streak >= 30:
+    def reject(self, t: float, h: float, err: float, controller: PIController) -> float:
+        """Count a rejected step of signed size ``h`` with error ratio ``err``; returns the next
+        |h|. After 30 consecutive non-finite error estimates: NonFiniteError."""
+        self.stats.n_rejected += 1
+        self.nonfinite_streak = self.nonfinite_streak + 1 if not math.isfinite(err) else 0
+        h_abs = abs(h) * controller.reject_factor(err)
+        if self.nonfinite_streak >= 30:
             raise NonFiniteError(
                 f"the state became non-finite at t={t:.10g} with method '{self.method}'; "
-                f"{streak} step-size reductions down to {abs(h):.3g} did not help",
-                partial=self.partial(t, h),
+                f"{self.nonfinite_streak} step-size reductions down to {h_abs:.3g} did not help",
+                partial=self.partial(t, math.copysign(h_abs, h)),
             )
+        return h_abs
+
+    def accept(self, t: float, h: float, t_new: float) -> tuple[int, list[float], bool]:
+        """Count an accepted step from ``t`` to ``t_new`` and return the outputs it passes
+        (see :meth:`passed_outputs`)."""
+        self.nonfinite_streak = 0
+        self.stats.n_steps += 1
+        return self.passed_outputs(t, h, t_new)
 
     def passed_outputs(self, t: float, h: float, t_new: float) -> tuple[int, list[float], bool]:
         """The output times in (t, t_new] of an accepted step: (index of the first, fractions

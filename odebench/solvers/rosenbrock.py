@@ -221,9 +221,8 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
     with torch.no_grad():
         ay = y[:n].abs()
     jac: Jac | None = None
-    nonfinite_streak = 0
     while not loop.done:
-        loop.check_underflow(t, h_abs, direction, nonfinite_streak > 0)
+        loop.check_underflow(t, h_abs, direction)
         h = direction * h_abs
         landing = direction * (t + h - t_end) >= 0
         if landing:
@@ -240,14 +239,10 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
             ay1 = y1[:n].abs()
             err = _error_ratio(cr, ks, ay, ay1, rtol, atol, n)
         if not err <= 1.0:
-            stats.n_rejected += 1
-            nonfinite_streak = nonfinite_streak + 1 if not math.isfinite(err) else 0
-            h_abs = abs(h) * controller.reject_factor(err)
-            loop.check_nonfinite_streak(t, direction * h_abs, nonfinite_streak)
+            h_abs = loop.reject(t, h, err, controller)
             continue
-        nonfinite_streak = 0
         t_new = t_end if landing else t + h
-        out_first, thetas, exact = loop.passed_outputs(t, h, t_new)
+        out_first, thetas, exact = loop.accept(t, h, t_new)
         if thetas:
             loop.outputs.extend(rosenbrock_dense(cr, y, ks, thetas).unbind(0))
         if exact:
@@ -255,7 +250,6 @@ def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor,
         if observer is not None:
             observer(StepRecord(t=t, h=h, y=y, ks=ks, out_first=out_first, thetas=thetas,
                                 exact=exact))
-        stats.n_steps += 1
         h_abs = min(abs(h) * controller.accept_factor(err), opts.max_step)
         if landing:
             h_abs = max(h_abs, abs(h))
