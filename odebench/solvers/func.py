@@ -38,6 +38,7 @@ class FlatField:
         self._checked = False
         self.known_params = known_params
         self.gradient = gradient
+        self._flat = len(shape) == 1  # the loop's flat state is already the user's shape
 
     def time(self, t: float) -> torch.Tensor:
         """A 0-d tensor holding ``t`` in the state's dtype and device."""
@@ -47,6 +48,11 @@ class FlatField:
         self.nfe += 1
         if torch.is_grad_enabled():
             self.nfe_recorded += 1
+        if self._checked and not self.pass_float_time:  # the hot path: one call per stage
+            t_tensor = torch.full((), t, dtype=self.dtype, device=self.device)
+            if self._flat:
+                return self.func(t_tensor, y)
+            return self.func(t_tensor, y.view(self.shape)).reshape(-1)
         if self._checked:
             return self._eval(t, y).reshape(-1)
         if self.known_params is None:
