@@ -86,8 +86,10 @@ def _label(frame: pd.DataFrame, *columns: str) -> pd.Series:
 
 
 def _palette(labels: pd.Series) -> dict[str, tuple[float, float, float]]:
+    """A distinct color per label (seaborn's default cycle repeats after 10 colors)."""
     order = sorted(set(labels))
-    return dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
+    name = "tab10" if len(order) <= 10 else "tab20" if len(order) <= 20 else "husl"
+    return dict(zip(order, sns.color_palette(name, n_colors=len(order)), strict=True))
 
 
 def _log_axis(ax: Axes, which: str, values: pd.Series) -> None:
