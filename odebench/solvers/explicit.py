@@ -40,18 +40,16 @@ class CompiledTableau:
         self.c_extra = [float(c) for c in tab.c_extra]
         self.a_extra = [torch.as_tensor(row[: tab.stages + i], dtype=dtype, device=device)
                         for i, row in enumerate(tab.a_extra)]
-        self.dense_polys = ([] if tab.dense is None else
-                            [[float(c) for c in row] for row in np.asarray(tab.dense)])
+        self.dense_order = 0 if tab.dense is None else tab.dense.shape[1]
+        self.dense_t = (None if tab.dense is None else
+                        torch.as_tensor(np.asarray(tab.dense).T, dtype=dtype, device=device))
         self.dtype, self.device = dtype, device
 
     def dense_weights(self, thetas: list[float]) -> torch.Tensor:
-        """Continuous-extension weights ``w(theta)`` for each theta, shape [m, s_dense]
-        (the polynomials evaluated in Python floats, then one tensor: few outputs per step)."""
-        rows = []
-        for theta in thetas:
-            rows.append([sum(c * theta ** (j + 1) for j, c in enumerate(poly))
-                         for poly in self.dense_polys])
-        return torch.tensor(rows, dtype=self.dtype, device=self.device)
+        """Continuous-extension weights ``w(theta)`` for each theta, shape [m, s_dense]: the
+        powers theta^1..theta^p as one small tensor, times the dense-output matrix."""
+        powers = [[theta ** (j + 1) for j in range(self.dense_order)] for theta in thetas]
+        return torch.mm(torch.tensor(powers, dtype=self.dtype, device=self.device), self.dense_t)
 
 
 def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
