@@ -99,7 +99,8 @@ def _git(*args: str, cwd: Path) -> str | None:
 
 
 def git_commit(directory: Path = _SOURCE_ROOT) -> str | None:
-    """Short sha of HEAD in ``directory``, with ``-dirty`` appended when tracked files changed.
+    """Short sha of HEAD in ``directory``, with ``-dirty`` appended when tracked files changed
+    outside ``reports/`` (the results and reports a run writes do not change the code measured).
 
     ``None`` when ``directory`` is not in a git work tree, the tree has no commit
     yet, or git is not installed.
@@ -107,7 +108,8 @@ def git_commit(directory: Path = _SOURCE_ROOT) -> str | None:
     sha = _git("rev-parse", "--short", "HEAD", cwd=directory)
     if not sha:
         return None
-    changes = _git("status", "--porcelain", "--untracked-files=no", cwd=directory)
+    changes = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                   ":(exclude)reports", cwd=directory)
     return f"{sha}-dirty" if changes else sha
 
 
