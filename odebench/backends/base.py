@@ -425,6 +425,12 @@ def _instrumented_run(backend: TorchBackend, spec: RunSpec, problem: Problem,
     return wall_fwd, wall_bwd
 
 
+def bare_forward_seconds(backend: TorchBackend, spec: RunSpec, problem: Problem) -> float:
+    """Seconds of one bare forward solve of ``problem`` (already in the spec's dtype and device)
+    by ``backend``: the vector field not instrumented, nothing measured but the wall clock."""
+    return _bare_run(backend, dataclasses.replace(spec, gradient=None), problem)[0]
+
+
 def _bare_run(backend: TorchBackend, spec: RunSpec, problem: Problem
               ) -> tuple[float, float | None]:
     """One forward (and backward) pass with the bare vector field: (fwd, bwd) seconds."""

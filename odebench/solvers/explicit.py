@@ -100,7 +100,7 @@ def dense_eval(ct: CompiledTableau, y: torch.Tensor, h: float, ks: list[torch.Te
                thetas: list[float]) -> torch.Tensor:
     """States at ``t + theta*h`` for each theta from the continuous extension, shape [m, N]."""
     w = ct.dense_weights(thetas)
-    return torch.addmm(y.unsqueeze(0), w, torch.stack(ks), alpha=h)
+    return torch.addmm(y, w, torch.stack(ks), alpha=h)  # y [N] broadcasts over the m rows
 
 
 def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: list[float],
