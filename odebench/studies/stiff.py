@@ -29,6 +29,9 @@ ATOL = {"hires": (1e-2, 0.0), "vdpol": (1.0, 0.0), "orego": (1e-6, 0.0),
 # quick: CI-sized (nox -s bench must stay within minutes on 2 cores); full: the whole test set
 PROBLEMS_QUICK = ("hires", "vdpol", "stiff_linear")
 PROBLEMS_FULL = ("hires", "vdpol", "orego", "pollu", "rober", "stiff_linear", "e5")
+# E5 is ill-conditioned after t ~ 1e11 (independent solvers differ in the 4th digit of y2, y3
+# there): scored at t = 1e9, where its published values are tight (issue #5, Test Set notes)
+PROBLEM_KWARGS = {"e5": {"T": 1e9}}
 RTOLS_QUICK = (1e-6,)
 RTOLS_FULL = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
 EXPLICIT_BUDGET = 20_000
@@ -50,7 +53,8 @@ def grid(settings: Settings) -> list[Row]:
             and settings.device == "cpu":
         solvers += [("scipy", m) for m in ("LSODA", "BDF", "Radau")]
     rows = [point(NAME, settings, problem, backend, method, rtol=rtol,
-                  atol=atol_for(problem, rtol))
+                  atol=atol_for(problem, rtol), problem_kwargs=PROBLEM_KWARGS.get(problem),
+                  T=PROBLEM_KWARGS.get(problem, {}).get("T"))
             for problem in (PROBLEMS_FULL if full else PROBLEMS_QUICK)
             for backend, method in solvers for rtol in rtols]
     rows += [point(NAME, settings, problem, "odebench", "dopri5", rtol=1e-6,
