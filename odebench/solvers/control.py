@@ -62,12 +62,13 @@ def initial_step(f: FlatField, t0: float, y0: torch.Tensor, f0: torch.Tensor, or
     evaluation of ``f``. Returns |h| (time units); ``order`` is that of the error estimate."""
     n = norm_numel if norm_numel is not None else y0.numel()
     with torch.no_grad():
-        y, fy = y0[:n], f0[:n]
-        scale = atol + y.abs() * rtol
-        d0, d1 = rms_norm(y / scale), rms_norm(fy / scale)
+        y, fy = (y0, f0) if n == y0.numel() else (y0[:n], f0[:n])
+        scale = y.abs().mul_(rtol).add_(atol)
+        d0, d1 = (torch.linalg.vector_norm(torch.stack([y, fy]).div_(scale), dim=1)
+                  / math.sqrt(max(n, 1))).tolist()
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
         h0 = min(h0, interval)
-        f1 = f(t0 + direction * h0, y0 + direction * h0 * f0)
+        f1 = f(t0 + direction * h0, torch.add(y0, f0, alpha=direction * h0))
         d2 = rms_norm((f1[:n] - fy) / scale) / h0
         if d1 <= 1e-15 and d2 <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)

@@ -8,6 +8,7 @@ decides acceptance; output times are located with Python floats.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -40,6 +41,7 @@ class CompiledTableau:
         self.c_extra = [float(c) for c in tab.c_extra]
         self.a_extra = [torch.as_tensor(row[: tab.stages + i], dtype=dtype, device=device)
                         for i, row in enumerate(tab.a_extra)]
+        self.has_extra_stages = tab.dense is not None and tab.dense.shape[0] > tab.stages
         self.dense_order = 0 if tab.dense is None else tab.dense.shape[1]
         self.dense_t = (None if tab.dense is None else
                         torch.as_tensor(np.asarray(tab.dense).T, dtype=dtype, device=device))
@@ -72,13 +74,16 @@ def _stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: flo
     c = ct.c
     yi = y
     kmat = None
+    times = [t + ci * h for ci in c]
+    # all stage times in one tensor: one operation per step, not one per stage
+    stage_t = torch.tensor(times, dtype=y.dtype, device=y.device).unbind() if len(c) > 1 else ()
     for i in range(1, len(c)):
         if i == 1:
             yi = torch.add(y, k0, alpha=h * ct.a_first)
         else:
             kmat = torch.stack(ks, 1)
             yi = torch.addmv(y, kmat, ct.a[i], alpha=h)
-        ks.append(f(t + c[i] * h, yi))
+        ks.append(f.at(times[i], stage_t[i], yi))
     if ct.tab.fsal:
         return ks, yi, kmat if len(ks) > 2 else torch.stack(ks[:-1], 1)
     if len(ks) == 1:
@@ -187,7 +192,10 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
     h_abs = min(h_abs, opts.max_step, interval)
     controller = PIController(k=tab.error_order + 1)
     whole = n == y0.numel()
-    quiet = torch.no_grad()  # one reusable context for the per-step error estimate
+    # one reusable context for the per-step error estimate (nothing to switch off when the
+    # solve records no graph)
+    quiet = torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext()
+    has_extra = ct.has_extra_stages
     with quiet:
         ay = (y if whole else y[:n]).abs()
     while not loop.done:
@@ -206,7 +214,7 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
             continue
         t_new = t_end if landing else t + h
         out_first, thetas, exact = loop.accept(t, h, t_new)
-        need_extra = tab.dense.shape[0] > tab.stages and (thetas or dense_stages)
+        need_extra = has_extra and (thetas or dense_stages)
         ks_dense = extra_stages(f, ct, t, y, h, ks) if need_extra else ks
         if thetas:
             loop.outputs.extend(dense_eval(ct, y, h, ks_dense, thetas).unbind(0))

@@ -68,6 +68,18 @@ class FlatField:
         self._check(t, out)
         return out.reshape(-1)
 
+    def at(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """As ``self(t, y)`` with the time already a 0-d tensor ``t_tensor`` (== ``t``; a step
+        makes all its stage times in one operation)."""
+        if not self._checked or self.pass_float_time:
+            return self(t, y)
+        self.nfe += 1
+        if torch.is_grad_enabled():
+            self.nfe_recorded += 1
+        if self._flat:
+            return self.func(t_tensor, y)
+        return self.func(t_tensor, y.view(self.shape)).reshape(-1)
+
     def _eval(self, t: float, y: torch.Tensor) -> torch.Tensor:
         if self.pass_float_time:
             return self.func(t, self.time(t), y.view(self.shape))

@@ -92,8 +92,10 @@ class StepLoop:
     def budget(self, t: float, h: float) -> None:
         """Count one attempted step; raise MaxStepsExceededError past ``max_steps``."""
         self.attempts += 1
-        if self.attempts <= self.max_steps:
-            return
+        if self.attempts > self.max_steps:
+            self._over_budget(t, h)
+
+    def _over_budget(self, t: float, h: float) -> None:
         span = abs(self.ts[-1] - self.ts[0])
         mean_h = abs(t - self.ts[0]) / max(self.stats.n_steps, 1)
         hint = ""
