@@ -188,10 +188,20 @@ def work_precision_wall(rows: pd.DataFrame) -> Figure | None:
     )
 
 
+def _stiff_forward(rows: pd.DataFrame) -> pd.DataFrame:
+    """The stiff study's float64 forward solves (its gradient runs use shorter horizons, and
+    float32 runs are reported in the tables)."""
+    keep = rows["gradient"].isna() if "gradient" in rows.columns else True
+    if "dtype" in rows.columns:
+        keep = keep & (rows["dtype"] == "float64")
+    return rows[keep]
+
+
 def stiff_wall(rows: pd.DataFrame) -> Figure | None:
-    """Significant correct digits against wall clock (log x), per stiff problem."""
+    """Significant correct digits against wall clock (log x), per stiff problem (float64
+    forward solves)."""
     return _per_problem(
-        rows,
+        _stiff_forward(rows),
         "wall_forward_s",
         "scd",
         "Stiff work-precision: digits vs wall clock",
@@ -202,9 +212,10 @@ def stiff_wall(rows: pd.DataFrame) -> Figure | None:
 
 
 def stiff_nfe(rows: pd.DataFrame) -> Figure | None:
-    """Significant correct digits against NFE (log x), per stiff problem."""
+    """Significant correct digits against NFE (log x), per stiff problem (float64 forward
+    solves)."""
     return _per_problem(
-        rows,
+        _stiff_forward(rows),
         "nfe_forward",
         "scd",
         "Stiff work-precision: digits vs NFE",
