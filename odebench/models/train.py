@@ -451,7 +451,8 @@ def train_odenet(
         ax.set_ylabel("NFE")
         ax.legend()
         ax.set_title(f"{name} ({gradient}): test error {record.test_metrics['test_error']:.2%}")
-        _save(fig, Path(plot_dir), f"{name}_{dynamics}_{gradient}_nfe.png", record)
+        suffix = f"_seed{seed}" if seed else ""
+        _save(fig, Path(plot_dir), f"{name}_{dynamics}_{gradient}{suffix}_nfe.png", record)
     return record
 
 
