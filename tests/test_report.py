@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -539,3 +540,16 @@ def test_build_table_without_rows_is_none():
 )
 def test_format_value(value, column, text):
     assert format_value(value, column) == text
+
+
+def test_classifier_table_keeps_one_row_per_seed(tmp_path):
+    """Runs that differ only in the seed in their params are separate rows, seed shown."""
+    store = ResultsStore(tmp_path)
+    for seed, error in ((0, 0.03), (1, 0.02), (2, 0.025)):
+        base = model_row("odenet", "digits", "backprop", {"test_error": error})
+        params = {"config": "full", **({"seed": seed} if seed else {})}
+        store.append(dataclasses.replace(base, params=params))
+    spec = next(s for s in TABLES if s.name == "models_classifier")
+    table = build_table(spec, store.rows())
+    assert table is not None and list(table.frame["seed"]) == [0, 1, 2]
+    assert list(table.frame["test_error"]) == [0.03, 0.02, 0.025]

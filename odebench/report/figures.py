@@ -370,8 +370,12 @@ def _extra(value: Any) -> dict[str, Any]:
 
 
 def _latest_runs(rows: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows with their ``extra`` as dicts, the last recorded per model and gradient."""
+    """The ok rows with their ``extra`` as dicts, the last recorded per model and gradient,
+    seed 0 only (further seeds, where run, are in the tables)."""
     data = _ok(rows)
+    if "params" in data.columns:
+        seeds = [_extra(value).get("seed", 0) for value in data["params"]]
+        data = data[[seed == 0 for seed in seeds]]
     data = data.assign(extra=[_extra(value) for value in data["extra"]])
     data = data.sort_values("timestamp", kind="stable", na_position="first")
     return data.drop_duplicates(["model", "gradient"], keep="last")

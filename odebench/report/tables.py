@@ -85,7 +85,7 @@ class TableSpec:
 
 
 _SETTINGS = ("rtol", "atol", "dtype", "device")
-_MODEL_KEYS = ("model", "problem", "gradient", "backend", "method", *_SETTINGS)
+_MODEL_KEYS = ("model", "problem", "gradient", "seed", "backend", "method", *_SETTINGS)
 _MODEL_COST = ("nfe_forward", "nfe_backward", "saved_bytes", "train_wall_s")
 
 #: The tables of a report, in order.
@@ -373,10 +373,15 @@ def _matches(value: Any, allowed: tuple[Any, ...]) -> bool:
     )
 
 
-def _add_series_max(records: list[dict[str, Any]]) -> None:
-    """``series_max_error``: the largest relative error over all output times (from
-    ``sol_error_series``); the final-time error alone flatters some solvers."""
+def _add_derived(records: list[dict[str, Any]]) -> None:
+    """Columns derived from others: ``series_max_error``, the largest relative error over all
+    output times (from ``sol_error_series``; the final-time error alone flatters some solvers),
+    and ``seed``, a run's seed when its ``params`` name one (models)."""
     for record in records:
+        params = record.get("params")
+        params = json.loads(params) if isinstance(params, str) else params
+        if isinstance(params, dict) and ("seed" in params or "config" in params):
+            record["seed"] = params.get("seed", 0)
         series = record.get("sol_error_series")
         values = json.loads(series) if isinstance(series, str) else series
         numbers = [v for v in values or () if isinstance(v, (int, float))]
@@ -396,7 +401,7 @@ def build_table(spec: TableSpec, rows: pd.DataFrame) -> Table | None:
     if "study" not in rows.columns:
         return None
     records = _records(rows[rows["study"].isin(list(spec.studies))])
-    _add_series_max(records)
+    _add_derived(records)
     extras = _lift_extras(records) if spec.extra_values else []
     records = _where(records, spec.where)
     if spec.pivot:  # a run with neither the value nor a stopped status fills no cell
