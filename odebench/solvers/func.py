@@ -45,14 +45,11 @@ class FlatField:
         return torch.full((), t, dtype=self.dtype, device=self.device)
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        if self._checked and not self.pass_float_time:  # the hot path
+            return self.at(t, self.time(t), y)
         self.nfe += 1
         if torch.is_grad_enabled():
             self.nfe_recorded += 1
-        if self._checked and not self.pass_float_time:  # the hot path: one call per stage
-            t_tensor = torch.full((), t, dtype=self.dtype, device=self.device)
-            if self._flat:
-                return self.func(t_tensor, y)
-            return self.func(t_tensor, y.view(self.shape)).reshape(-1)
         if self._checked:
             return self._eval(t, y).reshape(-1)
         if self.known_params is None:
@@ -70,7 +67,8 @@ class FlatField:
 
     def at(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """As ``self(t, y)`` with the time already a 0-d tensor ``t_tensor`` (== ``t``; a step
-        makes all its stage times in one operation)."""
+        makes all its stage times in one operation). Every evaluation after the first, checked
+        one comes through here."""
         if not self._checked or self.pass_float_time:
             return self(t, y)
         self.nfe += 1
