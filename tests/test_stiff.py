@@ -388,17 +388,17 @@ def test_gradient_against_reference(name: str, T: float, gradient: str):
 
 def test_projected_cost_of_a_budget_stop():
     """The stiff study turns an explicit run stopped by its budget into the steps and NFE a
-    whole run would take, from the error message the solver raised."""
-    from odebench.studies.stiff import projected_cost
+    whole run would take, from the partial solution the solver's error carries."""
+    from odebench.studies.base import Settings
+    from odebench.studies.common import point
+    from odebench.studies.stiff import execute, projected_cost
 
-    p = problems.get("stiff_linear")
-    with pytest.raises(odebench.MaxStepsExceededError) as info:
-        odebench.odeint(p.func(), p.y0, p.t_eval, method="dopri5", rtol=1e-6, atol=1e-8,
-                        options={"max_num_steps": 2000})
-    message = f"MaxStepsExceededError: {info.value}"
-    nfe = info.value.partial.stats.nfe
-    projected = projected_cost(message, 0.0, float(p.t_eval[-1]), nfe)
-    assert projected is not None and 0 < projected["t_reached"] < 1
+    row = point("stiff", Settings(), "stiff_linear", "odebench", "dopri5", rtol=1e-6, atol=1e-8,
+                params={"max_num_steps": 2000})
+    measured = execute(row, Settings())
+    assert measured.status == "max_steps"
+    assert 0 < measured.extra["t_reached"] < 1 and measured.extra["steps_reached"] > 1000
     # stability bound of dopri5 ~3.3 / 1e6: about 3e5 steps over [0, 1]
-    assert 1e5 < projected["projected_steps"] < 1e6 and projected["projected_nfe"] > 1e6
-    assert projected_cost("NonFiniteError: something else", 0.0, 1.0, 10) is None
+    assert 1e5 < measured.extra["projected_steps"] < 1e6
+    assert measured.extra["projected_nfe"] > 1e6
+    assert projected_cost(0.0, 10, 0.0, 1.0, 10) is None

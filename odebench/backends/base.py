@@ -52,6 +52,7 @@ from odebench.measure import (
     timed,
 )
 from odebench.problems.base import Problem
+from odebench.solution import PartialSolution
 
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 #: Seconds a peak-RSS subprocess may run.
@@ -390,6 +391,7 @@ def measure(backend: TorchBackend, spec: RunSpec) -> Measurement:
             time_repeats(lambda: _bare_run(backend, spec, problem), spec, walls, out)
         except Exception as exc:  # every failure of a solve becomes a status row
             out.fail(backend.status_of(exc), describe(exc))
+            _record_reach(out, exc)
         finally:
             out.nfe_forward = counted.nfe_forward
             out.nfe_backward = counted.nfe_backward if spec.gradient is not None else None
@@ -423,6 +425,14 @@ def _instrumented_run(backend: TorchBackend, spec: RunSpec, problem: Problem,
         fwd.after_backward(out)
     fill_gradient_errors(out, _grad_of(y0, counted), truth)
     return wall_fwd, wall_bwd
+
+
+def _record_reach(out: Measurement, exc: BaseException) -> None:
+    """Where a stopped odebench solve got to, from the partial solution its error carries:
+    ``extra`` gains ``t_reached`` and ``steps_reached`` (accepted steps)."""
+    partial = getattr(exc, "partial", None)
+    if isinstance(partial, PartialSolution):
+        out.extra.update(t_reached=partial.t_reached, steps_reached=partial.stats.n_steps)
 
 
 def bare_forward_seconds(backend: TorchBackend, spec: RunSpec, problem: Problem) -> float:

@@ -11,7 +11,6 @@ problem's absolute scale (POLLU's y16 ~ 4e-18 would otherwise dominate).
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import odebench
 from odebench.results import Row
@@ -69,22 +68,15 @@ def grid(settings: Settings) -> list[Row]:
     return rows
 
 
-_REACHED = re.compile(r"at t=(\S+) \(last step size \S+, (\d+) accepted")
-
-
-def projected_cost(message: str, t0: float, t_end: float, nfe: int | None
+def projected_cost(t_reached: float, steps: int, t0: float, t_end: float, nfe: int | None
                    ) -> dict[str, float] | None:
-    """For a run stopped by its step budget: the steps and NFE a whole run would take at the
-    pace reached (accepted steps and NFE scaled by the fraction of [t0, t_end] covered), read
-    from the MaxStepsExceededError message; None when the message holds no such figures."""
-    found = _REACHED.search(message or "")
-    if found is None:
-        return None
-    t_reached, accepted = float(found.group(1).rstrip(",")), int(found.group(2))
+    """For a run stopped by its step budget at ``t_reached`` after ``steps`` accepted steps and
+    ``nfe`` evaluations: the steps and NFE a whole run over [t0, t_end] would take at that pace;
+    None when the run did not get past ``t0``."""
     covered = (t_reached - t0) / (t_end - t0)
     if not covered > 0:
         return None
-    projected = {"t_reached": t_reached, "projected_steps": accepted / covered}
+    projected = {"projected_steps": steps / covered}
     if nfe:
         projected["projected_nfe"] = nfe / covered
     return projected
@@ -94,11 +86,13 @@ def execute(row: Row, settings: Settings) -> Row:
     budget = (row.params or {}).get("max_num_steps", 100_000)
     measured = measure(row, settings, options={"max_num_steps": budget}, repeats=1,
                        wall_budget_s=60.0)
-    if measured.status != "max_steps":
+    reach = measured.extra
+    if measured.status != "max_steps" or "t_reached" not in reach:
         return measured
     problem, _ = problem_of(row)
     t = problem.t_eval
-    projected = projected_cost(measured.message, float(t[0]), float(t[-1]), measured.nfe_forward)
+    projected = projected_cost(reach["t_reached"], reach["steps_reached"], float(t[0]),
+                               float(t[-1]), measured.nfe_forward)
     if projected is None:
         return measured
     return dataclasses.replace(measured, extra={**measured.extra, **projected})
