@@ -68,7 +68,6 @@ class Case:
     default: Budget = Budget(max_error=1e-5)
     method: str = "dopri5"
     rtol: float | None = None
-    atol: float | None = None
     max_steps_backward: int | None = None
 
     def budget(self, gradient: str) -> Budget:
@@ -199,7 +198,7 @@ def check(case: Case, gradient: str, ref: np.ndarray, tol: float = RTOL,
     if case.max_steps_backward is not None:
         options["max_num_steps_backward"] = case.max_steps_backward
     rtol = case.rtol if case.rtol is not None else tol
-    atol = case.atol if case.atol is not None else (problem.atol if problem.stiff else tol)
+    atol = problem.atol if problem.stiff else tol
     try:
         grad, stats, saved = model_gradient(problem, gradient, method=case.method, rtol=rtol,
                                             atol=atol, options=options)

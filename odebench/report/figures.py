@@ -225,6 +225,22 @@ def stiff_nfe(rows: pd.DataFrame) -> Figure | None:
     )
 
 
+def _bars(ax: Axes, data: pd.DataFrame, x: str, y: str, hue: str) -> None:
+    """Median of ``y`` per ``x`` as bars, one color per ``hue``, both in sorted order."""
+    sns.barplot(
+        data=data,
+        x=x,
+        y=y,
+        hue=hue,
+        order=sorted(data[x].unique()),
+        hue_order=sorted(data[hue].unique()),
+        palette=_palette(data[hue]),
+        estimator="median",
+        errorbar=None,
+        ax=ax,
+    )
+
+
 def _single(title: str) -> tuple[Figure, Axes]:
     figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     FigureCanvasAgg(figure)
@@ -335,18 +351,7 @@ def overhead(rows: pd.DataFrame) -> Figure | None:
     figure, ax = _single(
         "Solver-loop overhead, 1 thread:\nwall / (NFE x one vector-field evaluation)"
     )
-    sns.barplot(
-        data=data,
-        x="problem",
-        y="overhead_ratio",
-        hue="backend",
-        order=sorted(data["problem"].unique()),
-        hue_order=sorted(data["backend"].unique()),
-        palette=_palette(data["backend"]),
-        estimator="median",
-        errorbar=None,
-        ax=ax,
-    )
+    _bars(ax, data, "problem", "overhead_ratio", "backend")
     ax.axhline(
         OVERHEAD_TARGET,
         color="k",
@@ -464,17 +469,7 @@ def models_nfe_ratio(rows: pd.DataFrame) -> Figure | None:
     if data.empty:
         return None
     figure, ax = _single("Models: backward NFE / forward NFE over training")
-    sns.barplot(
-        data=data,
-        x="model",
-        y="ratio",
-        hue="gradient",
-        order=sorted(data["model"].unique()),
-        hue_order=sorted(data["gradient"].unique()),
-        palette=_palette(data["gradient"]),
-        errorbar=None,
-        ax=ax,
-    )
+    _bars(ax, data, "model", "ratio", "gradient")
     ax.set(xlabel="model", ylabel="NFE backward / NFE forward")
     ax.tick_params(axis="x", labelrotation=30)
     ax.legend(fontsize="small", title="gradient", loc="upper left", bbox_to_anchor=(1.0, 1.0))

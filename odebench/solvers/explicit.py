@@ -249,7 +249,8 @@ def _error_ratio(ct: CompiledTableau, ks: list[torch.Tensor], kmat: torch.Tensor
         else:  # FSAL: the last stage was not stacked
             err = torch.addmv(ks[-1], kmat, ct.e_head, beta=ct.e_last)
         return factor * float(torch.linalg.vector_norm(err.div_(scale)))
-    # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853).
+    # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853); its
+    # error weights span the FSAL stage too, which the step did not stack.
     if kmat.shape[1] != len(ks):
         kmat = torch.stack(ks, 1)
     errs = torch.mm(kmat, ct.e35).div_(scale.unsqueeze(1))

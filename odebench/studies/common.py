@@ -59,6 +59,15 @@ def wall_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def run_spec(row: Row, settings: Settings, **fields: Any) -> RunSpec:
+    """The backend run a row describes (its float64 registry problem, method, tolerances,
+    gradient) under ``settings``; ``fields`` set the other RunSpec fields."""
+    problem, kwargs = problem_of(row)
+    return RunSpec(problem=problem, method=row.method, rtol=row.rtol, atol=row.atol,
+                   gradient=row.gradient, dtype=settings.dtype, device=settings.device,
+                   threads=settings.threads, problem_kwargs=kwargs, **fields)
+
+
 def measure(row: Row, settings: Settings, *, options: dict[str, Any] | None = None,
             repeats: int = 3, measure_rss: bool = False, wall_budget_s: float | None = None,
             run_budget_s: float = 600.0) -> Row:
@@ -67,14 +76,10 @@ def measure(row: Row, settings: Settings, *, options: dict[str, Any] | None = No
     ``wall_budget_s`` stops the timing repeats early; ``run_budget_s`` bounds the whole run (the
     row then has status "timeout"), so that a study always finishes.
     """
-    problem, kwargs = problem_of(row)
-    backend = backends.get(row.backend)
-    spec = RunSpec(problem=problem, method=row.method, rtol=row.rtol, atol=row.atol,
-                   gradient=row.gradient, options=options, dtype=settings.dtype,
-                   device=settings.device, repeats=repeats, threads=settings.threads,
-                   measure_rss=measure_rss, wall_budget_s=wall_budget_s, problem_kwargs=kwargs)
+    spec = run_spec(row, settings, options=options, repeats=repeats, measure_rss=measure_rss,
+                    wall_budget_s=wall_budget_s)
     with wall_limit(run_budget_s):
-        result = backend.solve(spec)
+        result = backends.get(row.backend).solve(spec)
     columns = result.columns()
     if WallBudgetExceeded.__name__ in (columns.get("message") or ""):
         columns["status"] = "timeout"

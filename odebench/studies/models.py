@@ -59,10 +59,10 @@ def grid(settings: Settings) -> list[Row]:
         gradients = (FULL_GRADIENTS.get(model, ODE_GRADIENTS) if settings.mode == "full"
                      else QUICK_GRADIENTS)
         overrides = FULL_OVERRIDES.get(model, {}) if settings.mode == "full" else {}
+        seeds = FULL_SEEDS.get(model, (0,)) if settings.mode == "full" else (0,)
         for gradient in (gradients if uses_ode else ("backprop",)):
             # the training configuration (quick or full) and the seed define the run: both are
             # in the key (seed 0 is the default and not written)
-            seeds = FULL_SEEDS.get(model, (0,)) if settings.mode == "full" else (0,)
             for seed in seeds if gradient == "backprop" else (0,):
                 rows.append(point(NAME, settings, dataset, "odebench",
                                   "dopri5" if uses_ode else "none", gradient, model=model,

@@ -16,11 +16,11 @@ import statistics
 import torch
 
 from odebench import backends
-from odebench.backends.base import DTYPES, RunSpec, bare_forward_seconds
+from odebench.backends.base import DTYPES, bare_forward_seconds
 from odebench.measure.timing import pinned_threads, timed
 from odebench.results import Row
 from odebench.studies.base import Settings, Study
-from odebench.studies.common import available_backends, measure, point, problem_of
+from odebench.studies.common import available_backends, measure, point, run_spec
 
 NAME = "overhead"
 BACKENDS = ("odebench", "torchdiffeq", "torchode")
@@ -37,12 +37,9 @@ def paired_timing(row: Row, settings: Settings, nfe: int, repeats: int) -> tuple
     """(median seconds of a bare forward solve, median seconds of one vector-field evaluation),
     timed alternately in one loop — a solve, then ``nfe`` evaluations of the same field at the
     initial state — so that both see the same machine state (these machines are shared)."""
-    problem, kwargs = problem_of(row)
-    problem = problem.to(DTYPES[settings.dtype], settings.device)
+    spec = dataclasses.replace(run_spec(row, settings), gradient=None)
+    problem = spec.problem.to(DTYPES[settings.dtype], settings.device)
     backend = backends.get(row.backend)
-    spec = RunSpec(problem=problem, method=row.method, rtol=row.rtol, atol=row.atol,
-                   dtype=settings.dtype, device=settings.device, threads=settings.threads,
-                   problem_kwargs=kwargs)
     func = problem.func()
     t0 = torch.zeros((), dtype=problem.y0.dtype, device=problem.y0.device)
     y0 = problem.y0
