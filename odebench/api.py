@@ -88,7 +88,7 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
         raise InvalidInputError(f"t must be a non-empty 1-D tensor, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise InvalidInputError(f"t must be a floating-point tensor, got dtype {t.dtype}")
-    ts = t.detach().cpu().double().tolist()
+    ts = t.tolist()  # Python floats: exact for float32 and float64 times
     if not all(math.isfinite(x) for x in ts):
         raise InvalidInputError("t contains NaN or inf values")
     if len(ts) > 1:

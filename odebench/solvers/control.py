@@ -1,18 +1,14 @@
-"""Step-size control: the mixed error norm, a PI controller and Hairer's initial step."""
+"""Step-size control: a PI controller and Hairer's initial step."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 
 from odebench.solvers.func import FlatField
-
-
-def rms_norm(x: torch.Tensor) -> float:
-    """Root mean square of a flat tensor, as a Python float (one host synchronisation)."""
-    return float(torch.linalg.vector_norm(x)) / math.sqrt(max(x.numel(), 1))
 
 
 @dataclass
@@ -61,15 +57,20 @@ def initial_step(f: FlatField, t0: float, y0: torch.Tensor, f0: torch.Tensor, or
     """Hairer's automatic initial step (Hairer, Norsett, Wanner, Solving ODEs I, II.4): one extra
     evaluation of ``f``. Returns |h| (time units); ``order`` is that of the error estimate."""
     n = norm_numel if norm_numel is not None else y0.numel()
-    with torch.no_grad():
-        y, fy = (y0, f0) if n == y0.numel() else (y0[:n], f0[:n])
-        scale = y.abs().mul_(rtol).add_(atol)
-        d0, d1 = (torch.linalg.vector_norm(torch.stack([y, fy]).div_(scale), dim=1)
-                  / math.sqrt(max(n, 1))).tolist()
+    whole = n == y0.numel()
+    root_n = math.sqrt(max(n, 1))
+    quiet = torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext()
+    with quiet:
+        y, fy = (y0, f0) if whole else (y0[:n], f0[:n])
+        # scale / rtol: |y| + atol / rtol (one operation fewer; rtol is divided out on the host)
+        scale = y.abs().add_(atol / rtol)
+        d0, d1 = (x / (rtol * root_n) for x in
+                  torch.linalg.vector_norm(torch.stack([y, fy]).div_(scale), dim=1).tolist())
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
         h0 = min(h0, interval)
         f1 = f(t0 + direction * h0, torch.add(y0, f0, alpha=direction * h0))
-        d2 = rms_norm((f1[:n] - fy) / scale) / h0
+        diff = torch.sub(f1 if whole else f1[:n], fy).div_(scale)
+        d2 = float(torch.linalg.vector_norm(diff)) / (rtol * root_n * h0)
         if d1 <= 1e-15 and d2 <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
         else:

@@ -19,6 +19,7 @@ from odebench.solvers.control import PIController, initial_step
 from odebench.solvers.func import FlatField
 from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord
 from odebench.solvers.options import SolverOptions
+from odebench.solvers.stages import BufferedStages, StackedStages
 from odebench.solvers.tableaus import ButcherTableau
 
 
@@ -28,6 +29,7 @@ class CompiledTableau:
     def __init__(self, tab: ButcherTableau, dtype: torch.dtype, device: torch.device):
         self.tab = tab
         self.c = [float(c) for c in tab.c]
+        self._c64 = torch.as_tensor(tab.c, dtype=torch.float64, device=device)
         self.a_first = float(tab.a[1, 0]) if tab.stages > 1 else 0.0
         self.a = [torch.as_tensor(tab.a[i, :i], dtype=dtype, device=device)
                   for i in range(tab.stages)]
@@ -42,70 +44,88 @@ class CompiledTableau:
         self.a_extra = [torch.as_tensor(row[: tab.stages + i], dtype=dtype, device=device)
                         for i, row in enumerate(tab.a_extra)]
         self.has_extra_stages = tab.dense is not None and tab.dense.shape[0] > tab.stages
+        self.rows = tab.stages + len(tab.c_extra)
         self.dense_order = 0 if tab.dense is None else tab.dense.shape[1]
         self.dense_t = (None if tab.dense is None else
                         torch.as_tensor(np.asarray(tab.dense).T, dtype=dtype, device=device))
         self.dtype, self.device = dtype, device
 
+    def stage_times(self, t: float, h: float) -> torch.Tensor:
+        """The stage times ``t + c_i h`` [s] in the state's dtype: computed in float64 as Python
+        computes them, rounded once; two operations on the device instead of a list copied in."""
+        times = self._c64.mul(h).add_(t)
+        return times if self.dtype == torch.float64 else times.to(self.dtype)
+
     def dense_weights(self, thetas: list[float]) -> torch.Tensor:
         """Continuous-extension weights ``w(theta)`` for each theta, shape [m, s_dense]: the
-        powers theta^1..theta^p as one small tensor, times the dense-output matrix."""
+        powers theta^1..theta^p as one small tensor, times the dense-output matrix. (Torch, not
+        NumPy: inside the loop NumPy's calls measured slower, its code being cold.)"""
         powers = [[theta ** (j + 1) for j in range(self.dense_order)] for theta in thetas]
         return torch.mm(torch.tensor(powers, dtype=self.dtype, device=self.device), self.dense_t)
 
 
-def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
-              k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Evaluate one step's stages. Returns (stages [s tensors of shape [N]], y1).
+def _store(f: FlatField, ct: CompiledTableau, like: torch.Tensor,
+           observer: Observer | None) -> StackedStages | BufferedStages:
+    """The stage store for a solve: the preallocated buffer when the solve records no graph and
+    no observer keeps the stages, else the stacked (differentiable, persistent) list."""
+    if observer is None and not torch.is_grad_enabled():
+        return BufferedStages(f, ct.rows, like)
+    return StackedStages(f)
+
+
+def run_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t: float,
+               y: torch.Tensor, h: float, k0: torch.Tensor) -> torch.Tensor:
+    """Evaluate one step's stages into ``st`` (started with the first stage ``k0``); returns
+    y1 [N].
 
     For FSAL tableaus y1 is the input of the last stage; otherwise ``y + h * sum b_i k_i``.
-    Each stage costs one stack and one fused multiply-add (``addmv``) besides ``f``.
+    Each stage costs one fused multiply-add (``addmv``) over the stage matrix besides ``f``.
     """
-    ks, y1, _ = _stages(f, ct, t, y, h, k0)
-    return ks, y1
-
-
-def _stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
-            k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
-    """As :func:`rk_stages`, plus the last stacked stage matrix [N, j] the step built (j = s - 1
-    for FSAL tableaus, s otherwise; None for one-stage methods), which the error estimate
-    reuses instead of stacking the stages again."""
-    ks = [k0]
     c = ct.c
+    # all stage times in one tensor: two operations per step, not one per stage
+    stage_t = ct.stage_times(t, h).unbind() if len(c) > 1 else ()
     yi = y
-    kmat = None
-    times = [t + ci * h for ci in c]
-    # all stage times in one tensor: one operation per step, not one per stage
-    stage_t = torch.tensor(times, dtype=y.dtype, device=y.device).unbind() if len(c) > 1 else ()
     for i in range(1, len(c)):
         if i == 1:
             yi = torch.add(y, k0, alpha=h * ct.a_first)
+            st.push(t + c[1] * h, stage_t[1], yi)
         else:
-            kmat = torch.stack(ks, 1)
-            yi = torch.addmv(y, kmat, ct.a[i], alpha=h)
-        ks.append(f.at(times[i], stage_t[i], yi))
+            yi = st.stage(t + c[i] * h, stage_t[i], y, ct.a[i], h)
     if ct.tab.fsal:
-        return ks, yi, kmat if len(ks) > 2 else torch.stack(ks[:-1], 1)
-    if len(ks) == 1:
-        return ks, torch.add(y, k0, alpha=h * float(ct.tab.b[0])), None
-    kmat = torch.stack(ks, 1)
-    return ks, torch.addmv(y, kmat, ct.b, alpha=h), kmat
+        return yi
+    if len(c) == 1:
+        return torch.add(y, k0, alpha=h * float(ct.tab.b[0]))
+    return st.combine(y, ct.b, h)
+
+
+def run_extra_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t: float,
+                     y: torch.Tensor, h: float) -> None:
+    """Evaluate into ``st`` the additional stages some dense outputs need (DOP853's 7th-order
+    extension), after the step's own stages."""
+    for c, a in zip(ct.c_extra, ct.a_extra):
+        st.stage(t + c * h, st.f.time(t + c * h), y, a, h)
+
+
+def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
+              k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """One step's stages, recorded by autograd: (stages [s tensors of shape [N]], y1)."""
+    st = StackedStages(f)
+    y1 = run_stages(st, ct, t, y, h, st.start(k0))
+    return st.stages(), y1
 
 
 def extra_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
                  ks: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The additional stages some dense outputs need (DOP853's 7th-order extension)."""
-    ks = list(ks)
-    for c, a in zip(ct.c_extra, ct.a_extra):
-        ks.append(f(t + c * h, torch.addmv(y, torch.stack(ks, 1), a, alpha=h)))
-    return ks
+    """``ks`` followed by the additional dense-output stages (see :func:`run_extra_stages`)."""
+    st = StackedStages(f, ks)
+    run_extra_stages(st, ct, t, y, h)
+    return st.stages()
 
 
 def dense_eval(ct: CompiledTableau, y: torch.Tensor, h: float, ks: list[torch.Tensor],
                thetas: list[float]) -> torch.Tensor:
     """States at ``t + theta*h`` for each theta from the continuous extension, shape [m, N]."""
-    w = ct.dense_weights(thetas)
-    return torch.addmm(y, w, torch.stack(ks), alpha=h)  # y [N] broadcasts over the m rows
+    return torch.addmm(y, ct.dense_weights(thetas), torch.stack(ks), alpha=h)
 
 
 def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: list[float],
@@ -114,6 +134,7 @@ def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: lis
     """March with steps of ``step_size`` (or one step per output interval when None); in each
     output interval the last step is shortened to land exactly on the output time."""
     loop = StepLoop(f, ts, y0, stats, max_steps, ct.tab.name)
+    st = _store(f, ct, y0, observer)
     y = y0
     h = 0.0
     for t_start, t_stop in zip(ts[:-1], ts[1:]):
@@ -129,12 +150,12 @@ def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: lis
                                 abs(t + h - t_stop) <= 1e-12 * abs(span)) else t + h
             h = t_next - t
             lands = t_next == t_stop
-            y = _fixed_step(f, ct, t, y, h, observer, len(loop.outputs), lands)
+            y = _fixed_step(st, ct, t, y, h, observer, len(loop.outputs), lands)
             stats.n_steps += 1
             t = t_next
         if t != t_stop:
             loop.budget(t, t_stop - t)
-            y = _fixed_step(f, ct, t, y, t_stop - t, observer, len(loop.outputs), True)
+            y = _fixed_step(st, ct, t, y, t_stop - t, observer, len(loop.outputs), True)
             stats.n_steps += 1
         loop.outputs.append(y)
     loop.check_finite_fixed(h)
@@ -142,12 +163,12 @@ def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: lis
     return Integration(ys=loop.outputs, h_next=h)
 
 
-def _fixed_step(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
-                observer: Observer | None, out_index: int, lands: bool) -> torch.Tensor:
-    k0 = f(t, y)
-    ks, y1 = rk_stages(f, ct, t, y, h, k0)
+def _fixed_step(st: StackedStages | BufferedStages, ct: CompiledTableau, t: float,
+                y: torch.Tensor, h: float, observer: Observer | None, out_index: int,
+                lands: bool) -> torch.Tensor:
+    y1 = run_stages(st, ct, t, y, h, st.start(st.f(t, y)))
     if observer is not None:
-        observer(StepRecord(t=t, h=h, y=y, ks=ks, out_first=out_index, exact=lands))
+        observer(StepRecord(t=t, h=h, y=y, ks=st.stages(), out_first=out_index, exact=lands))
     return y1
 
 
@@ -191,6 +212,7 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         h_abs = first_step
     h_abs = min(h_abs, opts.max_step, interval)
     controller = PIController(k=tab.error_order + 1)
+    st = _store(f, ct, y0, observer)
     whole = n == y0.numel()
     # one reusable context for the per-step error estimate (nothing to switch off when the
     # solve records no graph)
@@ -205,56 +227,50 @@ def integrate_adaptive(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: 
         if landing:
             h = t_end - t
         loop.budget(t, h)
-        ks, y1, kmat = _stages(f, ct, t, y, h, k0)
+        k0 = st.start(k0)
+        y1 = run_stages(st, ct, t, y, h, k0)
         with quiet:
             ay1 = (y1 if whole else y1[:n]).abs()
-            err = _error_ratio(ct, ks, kmat if whole else None, h, ay, ay1, rtol, atol, n)
+            err = _error_ratio(ct, st, h, ay, ay1, rtol, atol, n)
         if not err <= 1.0:
             h_abs = loop.reject(t, h, err, controller)
             continue
         t_new = t_end if landing else t + h
         out_first, thetas, exact = loop.accept(t, h, t_new)
-        need_extra = has_extra and (thetas or dense_stages)
-        ks_dense = extra_stages(f, ct, t, y, h, ks) if need_extra else ks
+        if has_extra and (thetas or dense_stages):
+            run_extra_stages(st, ct, t, y, h)
         if thetas:
-            loop.outputs.extend(dense_eval(ct, y, h, ks_dense, thetas).unbind(0))
+            loop.outputs.extend(st.dense(y, ct.dense_weights(thetas), h).unbind(0))
         if exact:
             loop.outputs.append(y1)
         if observer is not None:
-            observer(StepRecord(t=t, h=h, y=y, ks=ks_dense, out_first=out_first, thetas=thetas,
-                                exact=exact))
+            observer(StepRecord(t=t, h=h, y=y, ks=st.stages(), out_first=out_first,
+                                thetas=thetas, exact=exact))
         h_abs = min(abs(h) * controller.accept_factor(err), opts.max_step)
         if landing:
             h_abs = max(h_abs, abs(h))
-        t, y, k0, ay = t_new, y1, ks[-1], ay1
+        t, y, k0, ay = t_new, y1, st.k(tab.stages - 1), ay1
     stats.nfe = f.nfe
     return Integration(ys=loop.outputs, h_next=h_abs)
 
 
-def _error_ratio(ct: CompiledTableau, ks: list[torch.Tensor], kmat: torch.Tensor | None,
-                 h: float, ay: torch.Tensor, ay1: torch.Tensor, rtol: float, atol: float,
-                 n: int) -> float:
+def _error_ratio(ct: CompiledTableau, st: StackedStages | BufferedStages, h: float,
+                 ay: torch.Tensor, ay1: torch.Tensor, rtol: float, atol: float, n: int) -> float:
     """The mixed-norm error ratio of a step (accept when <= 1):
     ``|h| RMS(sum_i e_i k_i / (atol + rtol max(|y|, |y1|)))``, computed as
     ``|h| / rtol * RMS(sum_i e_i k_i / (max(|y|, |y1|) + atol / rtol))`` (one operation fewer).
-    ``kmat``: the stage matrix the step stacked (all stages, or all but the FSAL one), or None to
-    stack the first ``n`` entries of ``ks`` here (seminorms)."""
-    if kmat is None:
-        kmat = torch.stack([k[:n] for k in ks], 1) if n != ks[0].numel() else torch.stack(ks, 1)
+    Only the first ``n`` entries enter the norm (``ay``, ``ay1`` hold those; seminorms)."""
     scale = torch.maximum(ay, ay1).add_(atol / rtol)
-    factor = abs(h) / (rtol * math.sqrt(n))
     if ct.e35 is None:
-        if kmat.shape[1] == len(ks):
-            err = torch.mv(kmat, ct.e)
-        else:  # FSAL: the last stage was not stacked
-            err = torch.addmv(ks[-1], kmat, ct.e_head, beta=ct.e_last)
-        return factor * float(torch.linalg.vector_norm(err.div_(scale)))
-    # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853); its
-    # error weights span the FSAL stage too, which the step did not stack.
-    if kmat.shape[1] != len(ks):
-        kmat = torch.stack(ks, 1)
-    errs = torch.mm(kmat, ct.e35).div_(scale.unsqueeze(1))
-    e5, e3 = (torch.linalg.vector_norm(errs, dim=0) ** 2).tolist()
+        err = st.error(ct.e, ct.e_head, ct.e_last)
+        if err.shape[0] != n:
+            err = err[:n]
+        return abs(h) / (rtol * math.sqrt(n)) * float(torch.linalg.vector_norm(err.div_(scale)))
+    # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853)
+    errs = st.mm(ct.e35)
+    if errs.shape[0] != n:
+        errs = errs[:n]
+    e5, e3 = (torch.linalg.vector_norm(errs.div_(scale.unsqueeze(1)), dim=0) ** 2).tolist()
     if e5 == 0.0 and e3 == 0.0:
         return 0.0
     return abs(h) * e5 / (rtol * math.sqrt((e5 + 0.01 * e3) * n))

@@ -96,7 +96,7 @@ class Jacobian:
         return self._central(t, y, h)
 
     def _flat(self, tt: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
-        return self.f.func(tt, yy.view(self.f.shape)).reshape(-1)
+        return self.f.func(tt, self.f.shaped(yy)).reshape(-1)
 
     def _jacrev(self, t: float, y: torch.Tensor) -> Jac:
         dfdy, dfdt = jacrev(self._flat, argnums=(1, 0))(self.f.time(t), y)
