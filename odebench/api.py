@@ -12,6 +12,7 @@ from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
 from odebench.solution import Solution, Stats
 from odebench.solvers import scheme
+from odebench.solvers.func import all_finite
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.registry import METHODS, check_method
 
@@ -52,6 +53,8 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
         return Solution(ts=t, ys=y0.unsqueeze(0), stats=stats)
     needs_grad = torch.is_grad_enabled() and (
         y0.requires_grad or any(p.requires_grad for p in call.params))
+    if not torch.is_grad_enabled():  # no graph recorded: nothing a guard could protect
+        call.gradient = "backprop"
     method_solve = GRADIENTS[gradient] if needs_grad else GRADIENTS["backprop"]
     ys = method_solve(call, stats)
     return Solution(ts=t, ys=ys, stats=stats)
@@ -80,7 +83,7 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
         raise InvalidInputError(f"y0 must be float32 or float64, got dtype {y0.dtype}")
     if y0.numel() == 0:
         raise InvalidInputError("y0 is empty")
-    if not bool(torch.isfinite(y0).all()):
+    if not all_finite(y0):
         raise NonFiniteError("y0 contains NaN or inf values")
     if not isinstance(t, torch.Tensor):
         raise InvalidInputError(f"t must be a 1-D torch.Tensor, got {type(t).__name__}")
@@ -114,7 +117,9 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     for i, p in enumerate(extra):
         if not isinstance(p, torch.Tensor):
             raise InvalidInputError(f"params[{i}] must be a Tensor, got {type(p).__name__}")
-    module_params = (list(func.parameters()) if isinstance(func, torch.nn.Module) else [])
+    # a solve that records no graph differentiates nothing: its parameters are not gathered
+    module_params = (list(func.parameters())
+                     if isinstance(func, torch.nn.Module) and torch.is_grad_enabled() else [])
     all_params = [p for p in module_params + extra if p.requires_grad]
     unique = list({id(p): p for p in all_params}.values())
     return OdeCall(func=func, y0=y0, ts=ts, scheme=scheme(method, y0.dtype, y0.device),

@@ -157,6 +157,8 @@ def test_captured_tensors_refused_by_the_adjoints(gradient):
     y0_ = torch.ones(1, 2, dtype=F64, requires_grad=True)
     with pytest.raises(InvalidInputError, match="params="):
         odebench.odeint(func, y0_, ts(0.0, 1.0), gradient=gradient)
+    with torch.no_grad():  # a solve that records nothing differentiates nothing: no refusal
+        assert odebench.odeint(func, y0_, ts(0.0, 1.0), gradient=gradient).shape == (2, 1, 2)
     ys = odebench.odeint(func, y0_, ts(0.0, 1.0), gradient=gradient, params=list(weights.values()))
     ys.sum().backward()
     assert weights["weight"].grad is not None and float(weights["weight"].grad.abs().sum()) > 0

@@ -15,7 +15,7 @@ import torch
 from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from odebench.solution import PartialSolution, Stats
 from odebench.solvers.control import PIController
-from odebench.solvers.func import FlatField
+from odebench.solvers.func import FlatField, all_finite
 
 
 @dataclass
@@ -164,7 +164,7 @@ class StepLoop:
     def check_finite_fixed(self, h: float) -> None:
         """After a fixed-step run: raise NonFiniteError at the first non-finite output."""
         final = torch.stack([o.detach() for o in self.outputs])
-        if bool(torch.isfinite(final).all()):
+        if all_finite(final):
             return
         bad = int((~torch.isfinite(final)).flatten(1).any(1).nonzero()[0, 0])
         self.outputs = self.outputs[:bad]

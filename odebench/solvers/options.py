@@ -45,7 +45,7 @@ class SolverOptions:
     def parse(cls, options: dict[str, Any] | None) -> SolverOptions:
         """Validate a user's ``options`` dict; unknown keys and bad values raise InvalidInputError."""
         if options is None:
-            return cls()
+            return DEFAULTS
         if not isinstance(options, dict):
             raise InvalidInputError(f"options must be a dict, got {type(options).__name__}")
         valid = [f.name for f in fields(cls)]
@@ -64,3 +64,7 @@ class SolverOptions:
             if value is not None and (int(value) != value or value < 1):
                 raise InvalidInputError(f"options['{name}'] must be a positive integer, got {value}")
         return opts
+
+
+DEFAULTS = SolverOptions()
+"""The options of a solve without ``options=`` (frozen, so shared)."""

@@ -84,7 +84,8 @@ class StackedStages:
         return torch.addmm(y, w, torch.stack(self.ks[: w.shape[1]]), alpha=h)
 
     def stages(self) -> list[torch.Tensor]:
-        """All stages of the step so far (a list the store will not touch again)."""
+        """All stages of the step so far (a list the store will not touch again; observers keep
+        it)."""
         return self.ks
 
 
@@ -93,8 +94,8 @@ class BufferedStages:
 
     Each stage is copied into its row straight from the vector field's output (no reshape), and
     every combination reads a prefix view of ``K`` (made once per prefix length, per solve).
-    Every view reads only rows the current step has written.
-    Rows are overwritten by the next step: :meth:`stage` views are valid until then.
+    Every view reads only rows the current step has written. Rows are overwritten by the next
+    step (:meth:`k` views are valid until then), so this store hands no stages to observers.
 
     Args:
         f: the flat vector field.
@@ -167,7 +168,3 @@ class BufferedStages:
         if rows is None:
             rows = self._rows[j] = self.K[:j]
         return torch.addmm(y, w, rows, alpha=h)
-
-    def stages(self) -> list[torch.Tensor]:
-        """Copies of the step's stages (the rows themselves are reused by the next step)."""
-        return [k.clone() for k in self.flat[: self.n]]
