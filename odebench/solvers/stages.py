@@ -108,7 +108,7 @@ class BufferedStages:
         self.K = torch.empty(rows, like.numel(), dtype=like.dtype, device=like.device)
         self.flat = self.K.unbind(0)
         self.shaped = self.flat if len(f.shape) == 1 else self.K.view(rows, *f.shape).unbind(0)
-        # prefix views by length, made on first use: columns K[:j].t() [N, j], rows K[:j] [j, N]
+        # prefix views by length, made on first use: columns [N, j] and rows K[:j] [j, N]
         self._cols: list[torch.Tensor | None] = [None] * (rows + 1)
         self._rows: list[torch.Tensor | None] = [None] * (rows + 1)
         self.n = 1
@@ -141,10 +141,11 @@ class BufferedStages:
         return self.flat[i]
 
     def matrix(self, j: int) -> torch.Tensor:
-        """The first ``j`` rows as the columns of a matrix [N, j] (a view)."""
+        """The first ``j`` rows as the columns of a matrix [N, j] (a view: one ``as_strided``)."""
         cols = self._cols[j]
         if cols is None:
-            cols = self._cols[j] = self.K[:j].t()
+            n = self.K.shape[1]
+            cols = self._cols[j] = self.K.as_strided((n, j), (1, n))
         return cols
 
     def combine(self, y: torch.Tensor, a: torch.Tensor, h: float) -> torch.Tensor:
