@@ -1,9 +1,11 @@
 """One loop for every explicit Runge-Kutta tableau: fixed-step and adaptive, with dense output.
 
 The state is a flat 1-D tensor; :class:`~odebench.solvers.func.FlatField` reshapes for the user's
-``func``. Every tensor operation is out-of-place, so that autograd can differentiate through the
-loop (the ``backprop`` gradient). The only host synchronisation per step is the error ratio that
-decides acceptance; output times are located with Python floats.
+``func``. Where the stages live is the stage store's business (:mod:`odebench.solvers.stages`):
+while autograd records, every operation is out-of-place, so that the ``backprop`` gradient
+differentiates through the loop; a solve that records nothing copies its stages into one
+preallocated buffer. The only host synchronisation per step is the error ratio that decides
+acceptance; output times are located with Python floats.
 """
 
 from __future__ import annotations
