@@ -264,14 +264,10 @@ def _error_ratio(ct: CompiledTableau, st: StackedStages | BufferedStages, h: flo
     Only the first ``n`` entries enter the norm (``ay``, ``ay1`` hold those; seminorms)."""
     scale = torch.maximum(ay, ay1).add_(atol / rtol)
     if ct.e35 is None:
-        err = st.error(ct.e, ct.e_head, ct.e_last)
-        if err.shape[0] != n:
-            err = err[:n]
+        err = st.error(ct.e, ct.e_head, ct.e_last, n)
         return abs(h) / (rtol * math.sqrt(n)) * float(torch.linalg.vector_norm(err.div_(scale)))
     # DOP853's combined 5th/3rd-order estimate (Hairer's dop853.f, as in SciPy's DOP853)
-    errs = st.mm(ct.e35)
-    if errs.shape[0] != n:
-        errs = errs[:n]
+    errs = st.mm(ct.e35, n)
     e5, e3 = (torch.linalg.vector_norm(errs.div_(scale.unsqueeze(1)), dim=0) ** 2).tolist()
     if e5 == 0.0 and e3 == 0.0:
         return 0.0

@@ -109,7 +109,8 @@ class FlatField:
                 f"gradient='{self.gradient}' would give them no gradient. Pass them as "
                 "params=[...], or use gradient='backprop'.")
 
-    def _check(self, t: float, out: object) -> None:
+    def check_layout(self, out: object) -> None:
+        """Raise InvalidInputError unless ``out`` is a tensor of the state's shape and dtype."""
         if not isinstance(out, torch.Tensor):
             raise InvalidInputError(f"func must return a Tensor, got {type(out).__name__}")
         if out.shape != self.shape:
@@ -121,6 +122,9 @@ class FlatField:
             raise InvalidInputError(
                 f"func returned dtype {out.dtype} but the state y0 has dtype {self.dtype}"
             )
+
+    def _check(self, t: float, out: object) -> None:
+        self.check_layout(out)
         if not all_finite(out):
             raise NonFiniteError(f"func returned non-finite values at t={t:.6g} (first evaluation)")
         self._checked = True

@@ -66,18 +66,26 @@ class StackedStages:
             return self._mat
         return torch.stack(self.ks[:j], 1)
 
-    def error(self, e: torch.Tensor, e_head: torch.Tensor, e_last: float) -> torch.Tensor:
-        """``sum_j e[j] k_j`` over the first ``len(e)`` stages, flat [N]. After an FSAL step the
-        last stage was never stacked: ``e_head`` (all but the last weight) and ``e_last`` add it
-        to the remembered matrix instead of stacking again."""
+    def error(self, e: torch.Tensor, e_head: torch.Tensor, e_last: float,
+              n: int) -> torch.Tensor:
+        """``sum_j e[j] k_j`` over the first ``len(e)`` stages, in the first ``n`` entries only
+        (seminorms), shape [n]. After an FSAL step the last stage was never stacked: ``e_head``
+        (all but the last weight) and ``e_last`` add it to the remembered matrix instead of
+        stacking again."""
         s = e.shape[0]
         if self._mat is not None and self._mat.shape[1] == s - 1:
-            return torch.addmv(self.ks[s - 1], self._mat, e_head, beta=e_last)
-        return torch.mv(self._read(s), e)
+            mat, last = self._mat, self.ks[s - 1]
+            if n != mat.shape[0]:
+                mat, last = mat[:n], last[:n]
+            return torch.addmv(last, mat, e_head, beta=e_last)
+        mat = self._read(s)
+        return torch.mv(mat if n == mat.shape[0] else mat[:n], e)
 
-    def mm(self, weights: torch.Tensor) -> torch.Tensor:
-        """``K @ weights`` over the first ``weights.shape[0]`` stages, shape [N, m]."""
-        return torch.mm(self._read(weights.shape[0]), weights)
+    def mm(self, weights: torch.Tensor, n: int) -> torch.Tensor:
+        """``K @ weights`` over the first ``weights.shape[0]`` stages, in the first ``n``
+        entries, shape [n, m]."""
+        mat = self._read(weights.shape[0])
+        return torch.mm(mat if n == mat.shape[0] else mat[:n], weights)
 
     def dense(self, y: torch.Tensor, w: torch.Tensor, h: float) -> torch.Tensor:
         """``y + h * w @ K``: the dense-output states for weights ``w`` [m, j], shape [m, N]."""
@@ -123,7 +131,15 @@ class BufferedStages:
 
     def push(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor) -> None:
         """Evaluate the next stage at (``t``, flat ``y``) into its row."""
-        self.shaped[self.n].copy_(self.f.raw(t, t_tensor, y))
+        self._store(self.f.raw(t, t_tensor, y))
+
+    def _store(self, out: torch.Tensor) -> None:
+        """Copy a derivative into the next row, after the checks a ``torch.stack`` would make:
+        ``copy_`` alone would broadcast a wrong shape or cast a wrong dtype silently."""
+        if not isinstance(out, torch.Tensor) or out.shape != self.f.shape \
+                or out.dtype != self.K.dtype:
+            self.f.check_layout(out)
+        self.shaped[self.n].copy_(out)
         self.n += 1
 
     def stage(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor, a: torch.Tensor,
@@ -132,8 +148,7 @@ class BufferedStages:
         returns yi."""
         cols = self._cols[a.shape[0]]
         yi = torch.addmv(y, cols if cols is not None else self.matrix(a.shape[0]), a, alpha=h)
-        self.shaped[self.n].copy_(self.f.raw(t, t_tensor, yi))
-        self.n += 1
+        self._store(self.f.raw(t, t_tensor, yi))
         return yi
 
     def k(self, i: int) -> torch.Tensor:
@@ -153,14 +168,20 @@ class BufferedStages:
         cols = self._cols[a.shape[0]]
         return torch.addmv(y, cols if cols is not None else self.matrix(a.shape[0]), a, alpha=h)
 
-    def error(self, e: torch.Tensor, e_head: torch.Tensor, e_last: float) -> torch.Tensor:
-        """``sum_j e[j] k_j`` over the first ``len(e)`` stages, flat [N]."""
+    def error(self, e: torch.Tensor, e_head: torch.Tensor, e_last: float,
+              n: int) -> torch.Tensor:
+        """``sum_j e[j] k_j`` over the first ``len(e)`` stages, in the first ``n`` entries only
+        (seminorms), shape [n]."""
         cols = self._cols[e.shape[0]]
-        return torch.mv(cols if cols is not None else self.matrix(e.shape[0]), e)
+        if cols is None:
+            cols = self.matrix(e.shape[0])
+        return torch.mv(cols if n == cols.shape[0] else cols[:n], e)
 
-    def mm(self, weights: torch.Tensor) -> torch.Tensor:
-        """``K @ weights`` over the first ``weights.shape[0]`` stages, shape [N, m]."""
-        return torch.mm(self.matrix(weights.shape[0]), weights)
+    def mm(self, weights: torch.Tensor, n: int) -> torch.Tensor:
+        """``K @ weights`` over the first ``weights.shape[0]`` stages, in the first ``n``
+        entries, shape [n, m]."""
+        cols = self.matrix(weights.shape[0])
+        return torch.mm(cols if n == cols.shape[0] else cols[:n], weights)
 
     def dense(self, y: torch.Tensor, w: torch.Tensor, h: float) -> torch.Tensor:
         """``y + h * w @ K``: the dense-output states for weights ``w`` [m, j], shape [m, N]."""
