@@ -19,7 +19,7 @@ import torch
 from odebench.solution import Stats
 from odebench.solvers.control import PIController, initial_step
 from odebench.solvers.func import FlatField
-from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord
+from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord, fixed_steps
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.stages import BufferedStages, StackedStages
 from odebench.solvers.tableaus import ButcherTableau
@@ -88,11 +88,8 @@ def run_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t: float
     stage_t = ct.stage_times(t, h).unbind() if len(c) > 1 else ()
     yi = y
     for i in range(1, len(c)):
-        if i == 1:
-            yi = torch.add(y, k0, alpha=h * ct.a_first)
-            st.push(t + c[1] * h, stage_t[1], yi)
-        else:
-            yi = st.stage(t + c[i] * h, stage_t[i], y, ct.a[i], h)
+        yi = torch.add(y, k0, alpha=h * ct.a_first) if i == 1 else st.combine(y, ct.a[i], h)
+        st.push(t + c[i] * h, stage_t[i], yi)
     if ct.tab.fsal:
         return yi
     if len(c) == 1:
@@ -105,7 +102,7 @@ def run_extra_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t:
     """Evaluate into ``st`` the additional stages some dense outputs need (DOP853's 7th-order
     extension), after the step's own stages."""
     for c, a in zip(ct.c_extra, ct.a_extra):
-        st.stage(t + c * h, st.f.time(t + c * h), y, a, h)
+        st.push(t + c * h, st.f.time(t + c * h), st.combine(y, a, h))
 
 
 def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
@@ -140,24 +137,9 @@ def integrate_fixed(f: FlatField, ct: CompiledTableau, y0: torch.Tensor, ts: lis
     y = y0
     h = 0.0
     for t_start, t_stop in zip(ts[:-1], ts[1:]):
-        span = t_stop - t_start
-        direction = math.copysign(1.0, span)
-        n_full = (int(math.floor(abs(span) / step_size * (1 + 1e-12)))
-                  if step_size is not None else 1)
-        t = t_start
-        steps = [direction * step_size] * n_full if step_size is not None else [span]
-        for i, h in enumerate(steps):
+        for t, h, lands in fixed_steps(t_start, t_stop, step_size):
             loop.budget(t, h)
-            t_next = t_stop if (i == len(steps) - 1 and
-                                abs(t + h - t_stop) <= 1e-12 * abs(span)) else t + h
-            h = t_next - t
-            lands = t_next == t_stop
             y = _fixed_step(st, ct, t, y, h, observer, len(loop.outputs), lands)
-            stats.n_steps += 1
-            t = t_next
-        if t != t_stop:
-            loop.budget(t, t_stop - t)
-            y = _fixed_step(st, ct, t, y, t_stop - t, observer, len(loop.outputs), True)
             stats.n_steps += 1
         loop.outputs.append(y)
     loop.check_finite_fixed(h)

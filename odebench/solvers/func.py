@@ -82,13 +82,15 @@ class FlatField:
         self.nfe += 1
         if torch.is_grad_enabled():
             self.nfe_recorded += 1
-        y_shaped = y if self._flat else y.view(*self._dims) if self._dims else y.view(())
+        y_shaped = self.shaped(y)
         if self.pass_float_time:
             return self.func(t, t_tensor, y_shaped)
         return self.func(t_tensor, y_shaped)
 
     def shaped(self, y: torch.Tensor) -> torch.Tensor:
-        """The flat state ``y`` [N] as a view of the state's shape."""
+        """The flat state ``y`` [N] as a view of the state's shape (``y`` itself for 1-D)."""
+        if self._flat:
+            return y
         return y.view(*self._dims) if self._dims else y.view(())
 
     def _eval(self, t: float, y: torch.Tensor) -> torch.Tensor:

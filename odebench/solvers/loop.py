@@ -7,7 +7,7 @@ and the failures that carry the partial solution reached (:class:`PartialSolutio
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -46,10 +46,31 @@ class Integration:
 
     ys: list[torch.Tensor]
     h_next: float
-    records: list[StepRecord] = field(default_factory=list)
 
 
 Observer = Callable[[StepRecord], None]
+
+
+def fixed_steps(t_start: float, t_stop: float,
+                step_size: float | None) -> Iterator[tuple[float, float, bool]]:
+    """The steps ``(t, h, lands)`` of a fixed-step march over one output interval: steps of
+    ``step_size`` (one step for the whole interval when None), the last full one snapped onto
+    ``t_stop`` when within 1e-12 of the interval, else a shorter step to land there; ``lands``
+    marks the step that ends on ``t_stop``."""
+    span = t_stop - t_start
+    if step_size is None:
+        yield t_start, span, True
+        return
+    h = math.copysign(step_size, span)
+    n_full = int(math.floor(abs(span) / step_size * (1 + 1e-12)))
+    t = t_start
+    for i in range(n_full):
+        snap = i == n_full - 1 and abs(t + h - t_stop) <= 1e-12 * abs(span)
+        t_next = t_stop if snap else t + h
+        yield t, t_next - t, snap
+        t = t_next
+    if t != t_stop:
+        yield t, t_stop - t, True
 
 
 class StepLoop:

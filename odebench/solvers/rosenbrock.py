@@ -37,7 +37,7 @@ from torch.func import jacrev
 from odebench.solution import Stats
 from odebench.solvers.control import PIController, initial_step
 from odebench.solvers.func import FlatField
-from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord
+from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord, fixed_steps
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.rosenbrock_tableaus import RosenbrockTableau
 
@@ -268,26 +268,17 @@ def _integrate_fixed(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor, ts:
     y = y0
     h = 0.0
     for t_start, t_stop in zip(ts[:-1], ts[1:], strict=True):
-        span = t_stop - t_start
-        direction = math.copysign(1.0, span)
-        n_full = int(math.floor(abs(span) / step_size * (1 + 1e-12)))
-        t = t_start
-        steps = [direction * step_size] * n_full
-        if abs(t_start + sum(steps) - t_stop) > 1e-12 * abs(span):
-            steps.append(t_stop - t_start - sum(steps))
-        for i, h in enumerate(steps):
+        for t, h, lands in fixed_steps(t_start, t_stop, step_size):
             loop.budget(t, h)
-            t_next = t_stop if i == len(steps) - 1 else t + h
-            h = t_next - t
             f0 = f(t, y)
             ks, y1 = rosenbrock_step(f, cr, t, y, h, jacobian(t, y, h, f0.requires_grad), f0)
             stats.n_jac += 1
             stats.n_lu += 1
             if observer is not None:
                 observer(StepRecord(t=t, h=h, y=y, ks=ks, out_first=len(loop.outputs),
-                                    exact=t_next == t_stop))
+                                    exact=lands))
             stats.n_steps += 1
-            t, y = t_next, y1
+            y = y1
         loop.outputs.append(y)
     loop.check_finite_fixed(h)
     stats.nfe = f.nfe

@@ -18,6 +18,12 @@ import torch
 from odebench.solvers.func import FlatField
 
 
+def _head(mat: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` rows of ``mat`` (the entries a seminorm measures); ``mat`` itself when it
+    has no more."""
+    return mat if n == mat.shape[0] else mat[:n]
+
+
 class StackedStages:
     """Stages as a list of flat tensors [N]; a stage matrix [N, j] is a ``torch.stack``.
 
@@ -43,13 +49,6 @@ class StackedStages:
         """Stage ``i`` (0-based), flat [N]."""
         return self.ks[i]
 
-    def stage(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor, a: torch.Tensor,
-              h: float) -> torch.Tensor:
-        """Evaluate the next stage at ``t`` from ``yi = y + h * sum_j a[j] k_j``; returns yi."""
-        yi = self.combine(y, a, h)
-        self.ks.append(self.f.at(t, t_tensor, yi))
-        return yi
-
     def combine(self, y: torch.Tensor, a: torch.Tensor, h: float) -> torch.Tensor:
         """``y + h * sum_j a[j] k_j`` over the first ``len(a)`` stages, flat [N]. The stacked
         matrix is remembered (combinations run where the step's graph is recorded)."""
@@ -74,18 +73,13 @@ class StackedStages:
         stacking again."""
         s = e.shape[0]
         if self._mat is not None and self._mat.shape[1] == s - 1:
-            mat, last = self._mat, self.ks[s - 1]
-            if n != mat.shape[0]:
-                mat, last = mat[:n], last[:n]
-            return torch.addmv(last, mat, e_head, beta=e_last)
-        mat = self._read(s)
-        return torch.mv(mat if n == mat.shape[0] else mat[:n], e)
+            return torch.addmv(_head(self.ks[s - 1], n), _head(self._mat, n), e_head, beta=e_last)
+        return torch.mv(_head(self._read(s), n), e)
 
     def mm(self, weights: torch.Tensor, n: int) -> torch.Tensor:
         """``K @ weights`` over the first ``weights.shape[0]`` stages, in the first ``n``
         entries, shape [n, m]."""
-        mat = self._read(weights.shape[0])
-        return torch.mm(mat if n == mat.shape[0] else mat[:n], weights)
+        return torch.mm(_head(self._read(weights.shape[0]), n), weights)
 
     def dense(self, y: torch.Tensor, w: torch.Tensor, h: float) -> torch.Tensor:
         """``y + h * w @ K``: the dense-output states for weights ``w`` [m, j], shape [m, N]."""
@@ -130,26 +124,15 @@ class BufferedStages:
         return self.flat[0]
 
     def push(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor) -> None:
-        """Evaluate the next stage at (``t``, flat ``y``) into its row."""
-        self._store(self.f.raw(t, t_tensor, y))
-
-    def _store(self, out: torch.Tensor) -> None:
-        """Copy a derivative into the next row, after the checks a ``torch.stack`` would make:
-        ``copy_`` alone would broadcast a wrong shape or cast a wrong dtype silently."""
+        """Evaluate the next stage at (``t``, flat ``y``) into its row, after the checks a
+        ``torch.stack`` would make: ``copy_`` alone would broadcast a wrong shape or cast a wrong
+        dtype silently."""
+        out = self.f.raw(t, t_tensor, y)
         if not isinstance(out, torch.Tensor) or out.shape != self.f.shape \
                 or out.dtype != self.K.dtype:
             self.f.check_layout(out)
         self.shaped[self.n].copy_(out)
         self.n += 1
-
-    def stage(self, t: float, t_tensor: torch.Tensor, y: torch.Tensor, a: torch.Tensor,
-              h: float) -> torch.Tensor:
-        """Evaluate the next stage at ``t`` from ``yi = y + h * sum_j a[j] k_j`` into its row;
-        returns yi."""
-        cols = self._cols[a.shape[0]]
-        yi = torch.addmv(y, cols if cols is not None else self.matrix(a.shape[0]), a, alpha=h)
-        self._store(self.f.raw(t, t_tensor, yi))
-        return yi
 
     def k(self, i: int) -> torch.Tensor:
         """Stage ``i`` (0-based), a flat view [N] of its row."""
@@ -165,23 +148,18 @@ class BufferedStages:
 
     def combine(self, y: torch.Tensor, a: torch.Tensor, h: float) -> torch.Tensor:
         """``y + h * sum_j a[j] k_j`` over the first ``len(a)`` stages, flat [N]."""
-        cols = self._cols[a.shape[0]]
-        return torch.addmv(y, cols if cols is not None else self.matrix(a.shape[0]), a, alpha=h)
+        return torch.addmv(y, self.matrix(a.shape[0]), a, alpha=h)
 
     def error(self, e: torch.Tensor, e_head: torch.Tensor, e_last: float,
               n: int) -> torch.Tensor:
         """``sum_j e[j] k_j`` over the first ``len(e)`` stages, in the first ``n`` entries only
         (seminorms), shape [n]."""
-        cols = self._cols[e.shape[0]]
-        if cols is None:
-            cols = self.matrix(e.shape[0])
-        return torch.mv(cols if n == cols.shape[0] else cols[:n], e)
+        return torch.mv(_head(self.matrix(e.shape[0]), n), e)
 
     def mm(self, weights: torch.Tensor, n: int) -> torch.Tensor:
         """``K @ weights`` over the first ``weights.shape[0]`` stages, in the first ``n``
         entries, shape [n, m]."""
-        cols = self.matrix(weights.shape[0])
-        return torch.mm(cols if n == cols.shape[0] else cols[:n], weights)
+        return torch.mm(_head(self.matrix(weights.shape[0]), n), weights)
 
     def dense(self, y: torch.Tensor, w: torch.Tensor, h: float) -> torch.Tensor:
         """``y + h * w @ K``: the dense-output states for weights ``w`` [m, j], shape [m, N]."""
