@@ -41,6 +41,13 @@ class Stats:
     recon_error: float | None = None
     saved_bytes: int = 0
 
+    def record_backward(self, back: Stats, nfe: int) -> None:
+        """Fill the ``*_backward`` counters from the counters ``back`` of a backward pass
+        (solved as forward integrations); ``nfe`` evaluations in all."""
+        self.nfe_backward = nfe
+        self.n_steps_backward, self.n_rejected_backward = back.n_steps, back.n_rejected
+        self.n_jac_backward, self.n_lu_backward = back.n_jac, back.n_lu
+
 
 @dataclass
 class Solution:

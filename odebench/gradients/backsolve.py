@@ -66,10 +66,7 @@ class _Backsolve(torch.autograd.Function):
                 y_part = ys_flat[i - 1] if call.opts.reanchor else z[:n]
                 z = torch.cat([y_part, add_jump(z[n: 2 * n], grad_flat[i - 1]), z[2 * n:]])
         finally:
-            stats.nfe_backward = af.nfe
-            stats.n_steps_backward = back.n_steps
-            stats.n_rejected_backward = back.n_rejected
-            stats.n_jac_backward, stats.n_lu_backward = back.n_jac, back.n_lu
+            stats.record_backward(back, af.nfe)
         y0_rec = z[:n]
         y0 = ys_flat[0]
         denom = float(torch.linalg.vector_norm(y0))

@@ -75,10 +75,7 @@ class _Interpolated(torch.autograd.Function):
                 z = seg.ys[-1]
                 z = torch.cat([add_jump(z[:n], grad_flat[i - 1]), z[n:]])
         finally:
-            stats.nfe_backward = af.nfe + f.nfe
-            stats.n_steps_backward = back.n_steps
-            stats.n_rejected_backward = back.n_rejected
-            stats.n_jac_backward, stats.n_lu_backward = back.n_jac, back.n_lu
+            stats.record_backward(back, af.nfe + f.nfe)
         return (None, None, z[:n].view(call.shape), *split_params(z[n:], params))
 
 
