@@ -19,11 +19,12 @@ def point(study: str, settings: Settings, problem: str, backend: str, method: st
           gradient: str | None = None, rtol: float | None = None, atol: float | None = None,
           problem_kwargs: dict[str, Any] | None = None, **columns: Any) -> Row:
     """A grid point: the run-defining columns of a row. ``problem_kwargs`` rebuild the problem
-    from the registry (kept in ``params``); other keyword columns (T, width, batch, state_dim,
-    seminorm, ...) are copied as they are."""
+    from the registry (kept in ``params``; their ``T``, if any, is also the T column); other
+    keyword columns (width, batch, state_dim, seminorm, ...) are copied as they are."""
     params = dict(columns.pop("params", None) or {})
     if problem_kwargs:
         params["problem_kwargs"] = problem_kwargs
+        columns.setdefault("T", problem_kwargs.get("T"))
     return Row(study=study, problem=problem, backend=backend, method=method, gradient=gradient,
                rtol=rtol, atol=atol, dtype=settings.dtype, device=settings.device,
                params=params or None, **columns)

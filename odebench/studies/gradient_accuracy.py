@@ -31,7 +31,6 @@ def grid(settings: Settings) -> list[Row]:
                 for rtol in spec["rtols"]:
                     rows.append(point(NAME, settings, problem, backend, "dopri5", gradient,
                                       rtol=rtol, atol=rtol, problem_kwargs=kwargs,
-                                      T=kwargs.get("T"),
                                       seminorm=gradient.endswith("seminorm") or None))
     return rows
 

@@ -27,7 +27,7 @@ RUN_BUDGET_S = 120.0  # wall-clock bound of one run (status "timeout" beyond it)
 def grid(settings: Settings) -> list[Row]:
     times = QUICK_T if settings.mode == "quick" else FULL_T
     return [point(NAME, settings, "lorenz", backend, "dopri5", gradient, rtol=RTOL, atol=RTOL,
-                  problem_kwargs={"T": T, "n_points": 2}, T=T)
+                  problem_kwargs={"T": T, "n_points": 2})
             for T in times for backend in available_backends(tuple(GRADIENTS))
             for gradient in GRADIENTS[backend]]
 

@@ -23,7 +23,7 @@ def grid(settings: Settings) -> list[Row]:
     configs = [{**BASE, "T": T} for T in spec["T"]]
     configs += [{**BASE, "width": w, "T": 1.0} for w in spec["widths"] if w != BASE["width"]]
     return [point(NAME, settings, "mlp", backend, "dopri5", gradient, rtol=1e-6, atol=1e-6,
-                  problem_kwargs=kwargs, T=kwargs["T"], width=kwargs["width"],
+                  problem_kwargs=kwargs, width=kwargs["width"],
                   batch=kwargs["batch"], state_dim=kwargs["dim"])
             for kwargs in configs for backend in available_backends(tuple(GRADIENTS))
             for gradient in GRADIENTS[backend]]

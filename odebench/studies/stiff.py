@@ -52,8 +52,7 @@ def grid(settings: Settings) -> list[Row]:
             and settings.device == "cpu":
         solvers += [("scipy", m) for m in ("LSODA", "BDF", "Radau")]
     rows = [point(NAME, settings, problem, backend, method, rtol=rtol,
-                  atol=atol_for(problem, rtol), problem_kwargs=PROBLEM_KWARGS.get(problem),
-                  T=PROBLEM_KWARGS.get(problem, {}).get("T"))
+                  atol=atol_for(problem, rtol), problem_kwargs=PROBLEM_KWARGS.get(problem))
             for problem in (PROBLEMS_FULL if full else PROBLEMS_QUICK)
             for backend, method in solvers for rtol in rtols]
     rows += [point(NAME, settings, problem, "odebench", "dopri5", rtol=1e-6,
@@ -61,7 +60,7 @@ def grid(settings: Settings) -> list[Row]:
              for problem in ("hires", "stiff_linear", "vdpol")]
     method = odebench.STIFF_METHODS[0] if odebench.STIFF_METHODS else "dopri5"
     rows += [point(NAME, settings, problem, "odebench", method, gradient, rtol=rtol,
-                   atol=atol_for(problem, rtol), problem_kwargs=kwargs, T=kwargs["T"])
+                   atol=atol_for(problem, rtol), problem_kwargs=kwargs)
              for problem, kwargs in GRADIENT_PROBLEMS
              for gradient in (GRADIENTS if full else GRADIENTS_QUICK)
              for rtol in ((1e-6, 1e-8) if full else (1e-6,))]
