@@ -9,12 +9,10 @@ element ids so that regenerating unchanged rows gives unchanged files.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -27,6 +25,7 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from odebench.environment import Provenance
+from odebench.report.tables import as_dict
 
 __all__ = [
     "FIGURES",
@@ -365,23 +364,14 @@ def overhead(rows: pd.DataFrame) -> Figure | None:
     return figure
 
 
-def _extra(value: Any) -> dict[str, Any]:
-    """A row's ``extra`` as a dict, whether it comes as a dict or as JSON text; else empty."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value.strip():
-        return json.loads(value)
-    return {}
-
-
 def _latest_runs(rows: pd.DataFrame) -> pd.DataFrame:
     """The ok rows with their ``extra`` as dicts, the last recorded per model and gradient,
     seed 0 only (further seeds, where run, are in the tables)."""
     data = _ok(rows)
     if "params" in data.columns:
-        seeds = [_extra(value).get("seed", 0) for value in data["params"]]
+        seeds = [as_dict(value).get("seed", 0) for value in data["params"]]
         data = data[[seed == 0 for seed in seeds]]
-    data = data.assign(extra=[_extra(value) for value in data["extra"]])
+    data = data.assign(extra=[as_dict(value) for value in data["extra"]])
     data = data.sort_values("timestamp", kind="stable", na_position="first")
     return data.drop_duplicates(["model", "gradient"], keep="last")
 

@@ -88,6 +88,14 @@ _SETTINGS = ("rtol", "atol", "dtype", "device")
 _MODEL_KEYS = ("model", "problem", "gradient", "seed", "backend", "method", *_SETTINGS)
 _MODEL_COST = ("nfe_forward", "nfe_backward", "saved_bytes", "train_wall_s")
 
+def _model_table(name: str, title: str, values: tuple[str, ...],
+                 models: tuple[str, ...]) -> TableSpec:
+    """A table of the models study restricted to ``models`` (one comparison), showing
+    ``values`` (the model's own metrics lifted from ``extra``, then cost columns)."""
+    return TableSpec(name=name, title=title, studies=("models",), keys=_MODEL_KEYS,
+                     values=values, extra_values=True, where=(("model", models),))
+
+
 #: The tables of a report, in order.
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
@@ -194,41 +202,29 @@ TABLES: tuple[TableSpec, ...] = (
         ),
         extra_values=True,
     ),
-    TableSpec(
-        name="models_classifier",
-        title="ODE-Net vs ResNet on scikit-learn digits: test error (fraction misclassified)",
-        studies=("models",),
-        keys=_MODEL_KEYS,
-        values=("test_error", "n_params", *_MODEL_COST),
-        extra_values=True,
-        where=(("model", ("odenet", "resnet")),),
+    _model_table(
+        "models_classifier",
+        "ODE-Net vs ResNet on scikit-learn digits: test error (fraction misclassified)",
+        ("test_error", "n_params", *_MODEL_COST),
+        ("odenet", "resnet"),
     ),
-    TableSpec(
-        name="models_cnf",
-        title="Continuous normalizing flows: test negative log-likelihood (nats)",
-        studies=("models",),
-        keys=_MODEL_KEYS,
-        values=("test_nll", "n_params", *_MODEL_COST),
-        extra_values=True,
-        where=(("model", ("cnf", "cnf_moons", "cnf_checkerboard", "cnf_pinwheel")),),
+    _model_table(
+        "models_cnf",
+        "Continuous normalizing flows: test negative log-likelihood (nats)",
+        ("test_nll", "n_params", *_MODEL_COST),
+        ("cnf", "cnf_moons", "cnf_checkerboard", "cnf_pinwheel"),
     ),
-    TableSpec(
-        name="models_latent",
-        title="Latent ODE vs GRU on spirals: interpolation and extrapolation MSE",
-        studies=("models",),
-        keys=_MODEL_KEYS,
-        values=("interp_mse", "extrap_mse", "n_params", *_MODEL_COST),
-        extra_values=True,
-        where=(("model", ("latent_ode", "gru")),),
+    _model_table(
+        "models_latent",
+        "Latent ODE vs GRU on spirals: interpolation and extrapolation MSE",
+        ("interp_mse", "extrap_mse", "n_params", *_MODEL_COST),
+        ("latent_ode", "gru"),
     ),
-    TableSpec(
-        name="models_augmented",
-        title="Neural ODE vs augmented neural ODE on the flip toy: final training MSE",
-        studies=("models",),
-        keys=_MODEL_KEYS,
-        values=("final_mse", "n_params", "nfe_forward", "nfe_backward"),
-        extra_values=True,
-        where=(("model", ("node_toy", "anode_toy")),),
+    _model_table(
+        "models_augmented",
+        "Neural ODE vs augmented neural ODE on the flip toy: final training MSE",
+        ("final_mse", "n_params", "nfe_forward", "nfe_backward"),
+        ("node_toy", "anode_toy"),
     ),
     TableSpec(
         name="models_nfe_ratio",
@@ -325,6 +321,16 @@ def _normal(value: Any) -> Any:
     return value
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """A row's dict column (``extra``, ``params``) as a dict, whether it comes as a dict or as the
+    JSON text :func:`_normal` makes of it; else empty."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.strip():
+        return json.loads(value)
+    return {}
+
+
 def _sort_key(value: Any) -> tuple[int, float, str]:
     if value is None:
         return (2, 0.0, "")
@@ -350,8 +356,7 @@ def _lift_extras(records: list[dict[str, Any]]) -> list[str]:
     """
     names: dict[str, None] = {}
     for record in records:
-        extra = json.loads(record.get("extra") or "{}")  # JSON text after _normal
-        for name, value in extra.items():
+        for name, value in as_dict(record.get("extra")).items():
             if isinstance(value, (dict, list)):
                 continue
             column = f"extra_{name}" if name in record else name
@@ -378,13 +383,11 @@ def _add_derived(records: list[dict[str, Any]]) -> None:
     output times (from ``sol_error_series``; the final-time error alone flatters some solvers),
     and ``seed``, a run's seed when its ``params`` name one (models)."""
     for record in records:
-        params = record.get("params")
-        params = json.loads(params) if isinstance(params, str) else params
-        if isinstance(params, dict) and ("seed" in params or "config" in params):
+        params = as_dict(record.get("params"))
+        if "seed" in params or "config" in params:
             record["seed"] = params.get("seed", 0)
-        series = record.get("sol_error_series")
-        values = json.loads(series) if isinstance(series, str) else series
-        numbers = [v for v in values or () if isinstance(v, (int, float))]
+        series = record.get("sol_error_series")  # JSON text after _normal
+        numbers = [v for v in json.loads(series or "[]") if isinstance(v, (int, float))]
         if numbers:
             record["series_max_error"] = max(numbers)
 
@@ -448,7 +451,7 @@ def _row_figures(records: list[dict[str, Any]]) -> list[Path]:
     """
     paths: dict[Path, None] = {}
     for record in records:
-        for name in json.loads(record.get("extra") or "{}").get("figures") or []:
+        for name in as_dict(record.get("extra")).get("figures") or []:
             paths.setdefault(Path(name), None)
     return list(paths)
 
