@@ -110,6 +110,13 @@ class Row:
     n_lu: int | None = None  # LU factorisations (implicit solvers)
     overhead_ratio: float | None = None  # wall / (NFE x one vector-field evaluation), 1 = no loop cost
     wall_per_nfe_s: float | None = None  # wall clock per function evaluation, s
+    peer_method: str | None = None  # the method's name in the library that ran it ("dopri8")
+    reanchor: bool | None = None  # adjoint resets its state to the forward one at output times
+    n_repeats: int | None = None  # timed repeats behind wall_forward_s / wall_backward_s
+    wall_forward_iqr_s: float | None = None  # interquartile range of the forward walls, s
+    wall_backward_iqr_s: float | None = None  # interquartile range of the backward walls, s
+    peak_rss_growth_bytes: int | None = None  # fresh-subprocess peak RSS above its import baseline
+    peak_cuda_bytes: int | None = None  # CUDA: max_memory_allocated above the start of the run
     extra: dict[str, Any] = field(default_factory=dict)  # anything else (JSON values)
     # ---- environment (filled by ResultsStore.append when None)
     odebench_version: str | None = None

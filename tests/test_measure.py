@@ -9,9 +9,12 @@ import pytest
 import torch
 
 import odebench
+from odebench import problems
 from odebench.measure import (
     CountingField,
+    CudaPeakMeter,
     SavedTensorMeter,
+    median_iqr,
     median_wall,
     peak_rss_subprocess,
     pinned_threads,
@@ -142,9 +145,24 @@ def test_counting_field_agrees_with_odebench_adjoint_stats(gradient):
 def test_counting_field_counts_backprop_vjps_actually_taken():
     field, stats = _counted_solve("backprop")
     assert field.nfe_forward == stats.nfe
-    # odebench counts every evaluation recorded under autograd; an evaluation that feeds no
-    # output (the last step's FSAL stage) is never differentiated, so it takes no VJP
-    assert field.nfe_backward == field.n_backward <= stats.nfe_backward
+    # an evaluation that feeds no output (the last step's FSAL stage) is never differentiated:
+    # it takes no VJP and odebench does not count it
+    assert field.nfe_backward == field.n_backward == stats.nfe_backward
+
+
+@pytest.mark.parametrize(("problem", "method"), [("kepler", "dopri5"),
+                                                  ("lotka_volterra", "dop853")])
+def test_backprop_nfe_backward_counts_only_the_evaluations_backward_traverses(problem, method):
+    # issue 13: Kepler dopri5 tol 1e-6 recorded 253 evaluations under autograd, the backward
+    # pass traverses 234; Lotka-Volterra dop853 664 against 567
+    pr = problems.get(problem)
+    field = CountingField(pr.func())
+    y0 = pr.y0.clone().requires_grad_()
+    sol = odebench.solve(field, y0, pr.t_eval, method=method, rtol=1e-6, atol=1e-6)
+    assert sol.stats.n_rejected > 0  # rejected attempts are recorded but never traversed
+    pr.loss(sol.ys).backward()
+    assert sol.stats.nfe_backward == field.vjps["forward"]  # outputs that got a gradient
+    assert sol.stats.nfe_backward < sol.stats.nfe - 1  # below every recorded evaluation
 
 
 def test_counting_field_rejects_unknown_phase():
@@ -171,6 +189,30 @@ def test_median_wall_stops_over_budget():
 def test_median_wall_rejects_no_repeats():
     with pytest.raises(ValueError):
         median_wall(lambda: None, repeats=0)
+
+
+def test_median_iqr_by_hand():
+    assert median_iqr([3.0]) == (3.0, None)
+    assert median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)  # quartiles 2 and 4
+    assert median_iqr([4.0, 1.0]) == (2.5, 1.5)  # numpy: percentile 75 - 25 = 3.25 - 1.75
+    with pytest.raises(ValueError):
+        median_iqr([])
+
+
+def test_cuda_peak_meter_measures_nothing_on_the_cpu():
+    with CudaPeakMeter(None) as meter:
+        torch.zeros(1000)
+    assert meter.peak_bytes is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_peak_meter_sees_a_temporary_allocation():
+    keep = torch.zeros(1024, device="cuda")
+    with CudaPeakMeter("cuda") as meter:
+        tmp = torch.zeros(2**20, device="cuda")  # 4 MiB
+        del tmp
+    assert 4 * 2**20 <= meter.peak_bytes < 5 * 2**20
+    del keep
 
 
 def test_pinned_threads_restores():
@@ -222,6 +264,50 @@ def test_peak_rss_subprocess_is_plausible():
     assert rss.baseline_bytes > 50 * 2**20  # torch alone is more
     assert rss.peak_bytes >= rss.baseline_bytes
     assert rss.increment_bytes >= 0
+
+
+def test_peak_rss_subprocess_runs_with_the_malloc_settings(monkeypatch):
+    import subprocess
+
+    from odebench.measure import memory
+
+    seen = {}
+
+    def fake_run(command, **kwargs):
+        seen.update(kwargs["env"])
+        report = '{"baseline_bytes": 100, "nograd_bytes": 120, "peak_bytes": 150, ' \
+                 '"status": "ok", "message": ""}'
+        return subprocess.CompletedProcess(command, 0, stdout=report, stderr="")
+
+    monkeypatch.setattr(memory.subprocess, "run", fake_run)
+    rss = peak_rss_subprocess({"backend": "odebench"})
+    assert seen["MALLOC_MMAP_THRESHOLD_"] == "65536" and seen["MALLOC_TRIM_THRESHOLD_"] == "0"
+    assert (rss.increment_bytes, rss.nograd_increment_bytes) == (50, 20)
+
+
+@pytest.mark.slow
+def test_peak_rss_growth_tracks_the_saved_tensors():
+    # issue 13: with the malloc settings, growth above the import baseline follows the live
+    # tensors (MLP d16 w256 batch 256: backprop grows with T, backsolve does not)
+    from odebench.backends import get
+    from odebench.backends.base import RunSpec
+
+    growth, saved = {}, {}
+    for gradient in ("backprop", "backsolve"):
+        for T in (1.0, 4.0):
+            kwargs = {"dim": 16, "width": 256, "batch": 256, "T": T, "n_points": 2}
+            spec = RunSpec(problem=problems.get("mlp", **kwargs), method="dopri5", rtol=1e-6,
+                           atol=1e-6, gradient=gradient, repeats=0, measure_rss=True,
+                           problem_kwargs=kwargs)
+            m = get("odebench").solve(spec)
+            assert m.status == "ok", m.message
+            growth[gradient, T], saved[gradient, T] = m.peak_rss_growth_bytes, m.saved_bytes
+    backprop_rise = growth["backprop", 4.0] - growth["backprop", 1.0]
+    saved_rise = saved["backprop", 4.0] - saved["backprop", 1.0]
+    assert saved_rise > 20 * 2**20
+    assert 0.5 * saved_rise < backprop_rise < 2 * saved_rise
+    assert abs(growth["backsolve", 4.0] - growth["backsolve", 1.0]) < 10 * 2**20
+    assert growth["backprop", 4.0] > growth["backsolve", 4.0] + saved_rise / 2
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ import dataclasses
 import gc
 import hashlib
 import math
-import statistics
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +42,9 @@ from odebench.errors import (
 )
 from odebench.measure import (
     CountingField,
+    CudaPeakMeter,
     SavedTensorMeter,
+    median_iqr,
     peak_rss_subprocess,
     pinned_threads,
     relative_error_series,
@@ -127,9 +128,16 @@ class Measurement:
     Errors are relative L2 against the float64 truth (dimensionless; ``sol_error`` at the final
     time, ``sol_error_series`` at each output time, ``grad_error`` of the concatenated
     ``(dL/dy0, dL/dp)``); ``scd`` are significant correct digits at the final time; walls are
-    median seconds; ``saved_bytes`` are bytes autograd saved during the forward pass plus those
-    the method keeps itself; ``peak_rss_bytes`` the peak resident set of a fresh process
-    (``extra`` also holds its baseline). ``None``: not measured or not applicable.
+    median seconds over ``n_repeats`` timed runs, with their interquartile ranges
+    (``*_iqr_s``, ``None`` below two repeats); ``saved_bytes`` are bytes autograd saved during
+    the forward pass plus those the method keeps itself; ``peak_rss_bytes`` the peak resident
+    set of a fresh process and ``peak_rss_growth_bytes`` its growth above that process's
+    import-and-setup baseline (``extra`` also holds the baseline); ``peak_cuda_bytes`` the most
+    CUDA memory the instrumented run allocated above what was allocated when it started.
+    ``peer_method`` is the name the library that ran gave the method (torchdiffeq's "dopri8"
+    for odebench's "dop853"); ``reanchor`` whether the adjoint resets its state to the stored
+    forward solution at each output time (``None``: not an adjoint).
+    ``None``: not measured or not applicable.
     """
 
     sol_error: float | None = None
@@ -142,8 +150,15 @@ class Measurement:
     rejected: int | None = None
     wall_forward_s: float | None = None
     wall_backward_s: float | None = None
+    n_repeats: int | None = None
+    wall_forward_iqr_s: float | None = None
+    wall_backward_iqr_s: float | None = None
     saved_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    peak_rss_growth_bytes: int | None = None
+    peak_cuda_bytes: int | None = None
+    peer_method: str | None = None
+    reanchor: bool | None = None
     n_jac: int | None = None
     n_lu: int | None = None
     recon_error: float | None = None
@@ -171,6 +186,13 @@ class Backend(Protocol):
 
     def gradients(self) -> list[str]:
         """Gradient names ``RunSpec.gradient`` may take (empty: forward only)."""
+
+    def peer_method(self, spec: RunSpec) -> str:
+        """The library's own name of the method ``spec`` runs (the one place names map)."""
+
+    def reanchors(self, spec: RunSpec) -> bool | None:
+        """Whether ``spec``'s adjoint resets its state to the forward solution at each output
+        time; ``None`` for a run without an adjoint."""
 
     def available(self) -> tuple[bool, str]:
         """``(True, "library version")``, or ``(False, why not)``."""
@@ -290,18 +312,27 @@ def probe_spec(backend: str, spec: RunSpec) -> dict[str, Any]:
     }
 
 
+def describe_run(backend: Backend, spec: RunSpec, out: Measurement) -> None:
+    """Set what says which algorithm ran: ``peer_method``, ``reanchor`` and the notes."""
+    out.peer_method = backend.peer_method(spec)
+    out.reanchor = backend.reanchors(spec)
+    out.extra.update(backend.notes(spec))
+
+
 def measure_rss(backend: str, spec: RunSpec, out: Measurement) -> None:
-    """Fill ``peak_rss_bytes`` (and the baseline, in ``extra``) from a fresh subprocess."""
+    """Fill ``peak_rss_bytes`` and ``peak_rss_growth_bytes`` (the baseline in ``extra``) from a
+    fresh subprocess."""
     try:
         rss = peak_rss_subprocess(probe_spec(backend, spec), timeout_s=RSS_TIMEOUT_S)
     except (RuntimeError, ValueError, TypeError, subprocess.TimeoutExpired) as exc:
         out.extra["rss_error"] = describe(exc)
         return
     out.peak_rss_bytes = rss.peak_bytes
+    out.peak_rss_growth_bytes = rss.increment_bytes
     out.extra["rss_baseline_bytes"] = rss.baseline_bytes
-    out.extra["rss_increment_bytes"] = rss.increment_bytes
+    out.extra["rss_nograd_growth_bytes"] = rss.nograd_increment_bytes
     if rss.peak_cuda_bytes is not None:
-        out.extra["peak_cuda_bytes"] = rss.peak_cuda_bytes
+        out.extra["rss_probe_cuda_bytes"] = rss.peak_cuda_bytes
     if rss.status != "ok":
         out.extra["rss_status"] = f"{rss.status}: {rss.message}"
 
@@ -337,9 +368,17 @@ class TorchBackend:
         raise NotImplementedError
 
     def notes(self, spec: RunSpec) -> dict[str, Any]:
-        """Facts about how this backend runs ``spec`` (library names, controller, caveats), for
+        """Facts about how this backend runs ``spec`` (controller, caveats), for
         ``Measurement.extra``; present on every row, failed ones included."""
         return {}
+
+    def peer_method(self, spec: RunSpec) -> str:
+        """The library's name of ``spec.method``: the same name unless a subclass maps it."""
+        return spec.method
+
+    def reanchors(self, spec: RunSpec) -> bool | None:
+        """No adjoint re-anchors unless a subclass says so."""
+        return None
 
     def status_of(self, exc: BaseException) -> str:
         """The status of a run stopped by ``exc`` (libraries add their own failure types)."""
@@ -378,7 +417,7 @@ def measure(backend: TorchBackend, spec: RunSpec) -> Measurement:
     reason = backend.unsupported(spec)
     if reason is not None:
         return out.fail("error", f"unsupported: {reason}")
-    out.extra.update(backend.notes(spec))
+    describe_run(backend, spec, out)
     try:
         truth = Truth.of(spec)
     except Exception as exc:  # a failed reference is reported, not raised
@@ -403,7 +442,19 @@ def measure(backend: TorchBackend, spec: RunSpec) -> Measurement:
 def _instrumented_run(backend: TorchBackend, spec: RunSpec, problem: Problem,
                       counted: CountingField, truth: Truth, out: Measurement
                       ) -> tuple[float, float | None]:
-    """The counted, metered run: fills errors, counts and bytes; returns its (fwd, bwd) walls."""
+    """The counted, metered run: fills errors, counts and bytes (on CUDA also the peak
+    allocated above the start, also when it fails); returns its (fwd, bwd) walls."""
+    cuda = CudaPeakMeter(spec.device if spec.on_cuda else None)
+    try:
+        with cuda:
+            return _metered_passes(backend, spec, problem, counted, truth, out)
+    finally:
+        out.peak_cuda_bytes = cuda.peak_bytes
+
+
+def _metered_passes(backend: TorchBackend, spec: RunSpec, problem: Problem,
+                    counted: CountingField, truth: Truth, out: Measurement
+                    ) -> tuple[float, float | None]:
     grad = spec.gradient is not None
     y0 = problem.y0.detach().clone().requires_grad_(grad)
     with SavedTensorMeter() as meter, torch.set_grad_enabled(grad):
@@ -467,6 +518,7 @@ def time_repeats(run: Callable[[], tuple[float, float | None]], spec: RunSpec,
         return
     if sum(w or 0.0 for w in instrumented) > budget:
         out.wall_forward_s, out.wall_backward_s = instrumented
+        out.n_repeats = 1
         out.extra["timing"] = "instrumented run only: it exceeded wall_budget_s"
         return
     walls: list[tuple[float, float | None]] = []
@@ -475,7 +527,8 @@ def time_repeats(run: Callable[[], tuple[float, float | None]], spec: RunSpec,
         walls.append(run())
         if sum(w or 0.0 for w in walls[-1]) > budget:
             break
-    out.wall_forward_s = statistics.median(w[0] for w in walls)
+    out.n_repeats = len(walls)
+    out.wall_forward_s, out.wall_forward_iqr_s = median_iqr([w[0] for w in walls])
     backward = [w[1] for w in walls if w[1] is not None]
-    out.wall_backward_s = statistics.median(backward) if backward else None
-    out.extra["timed_repeats"] = len(walls)
+    if backward:
+        out.wall_backward_s, out.wall_backward_iqr_s = median_iqr(backward)

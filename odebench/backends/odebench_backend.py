@@ -13,12 +13,16 @@ from odebench.solvers.registry import FIXED_METHODS
 #: Gradient names this backend adds on top of ``odebench.GRADIENTS``: name -> (gradient, options).
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "backsolve_seminorm": ("backsolve", {"seminorm": True}),
+    "backsolve+reanchor": ("backsolve", {"reanchor": True}),
 }
 
 
 class OdebenchBackend(TorchBackend):
     """All of ``odebench.METHODS`` x ``odebench.GRADIENTS`` (read when asked, so methods added
-    later appear), plus ``"backsolve_seminorm"`` = backsolve with ``options={"seminorm": True}``.
+    later appear), plus ``"backsolve_seminorm"`` = backsolve with ``options={"seminorm": True}``
+    and ``"backsolve+reanchor"`` = backsolve with ``options={"reanchor": True}`` (the state reset
+    to the stored forward solution at each output time, as torchdiffeq's and torchode's adjoints
+    do; plain ``"backsolve"`` re-integrates the state from the end alone).
     """
 
     name = "odebench"
@@ -34,7 +38,7 @@ class OdebenchBackend(TorchBackend):
         return True, f"odebench {odebench.__version__}"
 
     def notes(self, spec: RunSpec) -> dict[str, Any]:
-        notes: dict[str, Any] = {"library_method": spec.method}
+        notes: dict[str, Any] = {}
         if spec.method in FIXED_METHODS:
             notes["step_size"] = spec.option("step_size", "output grid")
         else:
@@ -43,12 +47,23 @@ class OdebenchBackend(TorchBackend):
             notes.update(ALIASES[spec.gradient][1])
         return notes
 
-    def forward(self, spec: RunSpec, func: torch.nn.Module, y0: torch.Tensor, t: torch.Tensor,
-                instrument: bool) -> ForwardResult:
+    def reanchors(self, spec: RunSpec) -> bool | None:
+        """Backsolve re-anchors only with ``options={"reanchor": True}`` (or its alias)."""
+        gradient, options = self._resolved(spec)
+        return bool(options.get("reanchor", False)) if gradient == "backsolve" else None
+
+    @staticmethod
+    def _resolved(spec: RunSpec) -> tuple[str, dict[str, Any]]:
+        """The ``odebench.solve`` gradient and options ``spec`` runs (aliases expanded)."""
         gradient, options = spec.gradient or "backprop", dict(spec.options or {})
         if gradient in ALIASES:
             gradient, extra_options = ALIASES[gradient]
             options.update(extra_options)
+        return gradient, options
+
+    def forward(self, spec: RunSpec, func: torch.nn.Module, y0: torch.Tensor, t: torch.Tensor,
+                instrument: bool) -> ForwardResult:
+        gradient, options = self._resolved(spec)
         tolerances = {k: v for k, v in (("rtol", spec.rtol), ("atol", spec.atol)) if v is not None}
         sol = odebench.solve(func, y0, t, method=spec.method, gradient=gradient,
                              options=options or None, **tolerances)

@@ -22,6 +22,7 @@ from odebench.backends.base import (
     RunSpec,
     Truth,
     describe,
+    describe_run,
     fill_solution_errors,
     measure_rss,
     status_of,
@@ -138,12 +139,19 @@ class ScipyBackend:
 
     def notes(self, spec: RunSpec) -> dict[str, Any]:
         """How ``spec`` is run, for ``Measurement.extra``."""
-        notes: dict[str, Any] = {"library_method": spec.method, "error_norm": ERROR_NORM}
+        notes: dict[str, Any] = {"error_norm": ERROR_NORM}
         if spec.method in SCHEME_NOTES:
             notes["scheme_note"] = SCHEME_NOTES[spec.method]
         if spec.method in IMPLICIT:
             notes["jacobian"] = "torch.func.jacrev of the rhs"
         return notes
+
+    def peer_method(self, spec: RunSpec) -> str:
+        """SciPy's own class name: odebench's names are not used here."""
+        return spec.method
+
+    def reanchors(self, spec: RunSpec) -> bool | None:
+        return None
 
     def _integrate(self, spec: RunSpec) -> ScipyRun:
         problem = spec.problem
@@ -165,7 +173,7 @@ class ScipyBackend:
         reason = self.unsupported(spec)
         if reason is not None:
             return out.fail("error", f"unsupported: {reason}")
-        out.extra.update(self.notes(spec))
+        describe_run(self, spec, out)
         try:
             truth = Truth.of(spec)
         except Exception as exc:  # a failed reference is reported, not raised

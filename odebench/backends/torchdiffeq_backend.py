@@ -1,7 +1,8 @@
 """The torchdiffeq backend: ``odeint`` (backprop) and ``odeint_adjoint`` (backsolve).
 
 Method names are odebench's where torchdiffeq has the same scheme, torchdiffeq's otherwise;
-``METHODS`` maps each to torchdiffeq's name. Steps are counted with torchdiffeq's documented
+``METHODS`` maps each to torchdiffeq's name, the one place it does (rows carry it as
+``peer_method``). Steps are counted with torchdiffeq's documented
 step callbacks (``callback_step``, ``callback_accept_step``, ``callback_reject_step`` and their
 ``_adjoint`` twins on the vector field) in the instrumented run only.
 """
@@ -129,10 +130,18 @@ class TorchdiffeqBackend(TorchBackend):
 
         return True, f"torchdiffeq {torchdiffeq.__version__}"
 
+    def peer_method(self, spec: RunSpec) -> str:
+        return METHODS.get(spec.method, spec.method)
+
+    def reanchors(self, spec: RunSpec) -> bool | None:
+        """torchdiffeq's adjoint resets the state to the forward solution at each output time."""
+        if spec.gradient is None or not GRADIENTS[spec.gradient][0]:
+            return None
+        return True
+
     def notes(self, spec: RunSpec) -> dict[str, Any]:
-        library = METHODS.get(spec.method, spec.method)
-        notes: dict[str, Any] = {"library_method": library}
-        if library in ADAPTIVE:
+        notes: dict[str, Any] = {}
+        if self.peer_method(spec) in ADAPTIVE:
             notes.update(controller="integral (I)", error_norm=ERROR_NORM)
         else:
             notes["step_size"] = spec.option("step_size", "output grid")
@@ -156,7 +165,7 @@ class TorchdiffeqBackend(TorchBackend):
                 instrument: bool) -> ForwardResult:
         from torchdiffeq import odeint, odeint_adjoint
 
-        method = METHODS[spec.method]
+        method = self.peer_method(spec)
         counter: _FixedStepCounter | None = None
         if instrument:
             counter = (_AdaptiveStepCounter if method in ADAPTIVE else _FixedStepCounter)(func)

@@ -94,14 +94,17 @@ class TorchodeBackend(TorchBackend):
         return super().unsupported(spec)
 
     def notes(self, spec: RunSpec) -> dict[str, Any]:
-        notes: dict[str, Any] = {"library_method": spec.method, "controller": "integral (I)",
-                                 "error_norm": ERROR_NORM}
+        notes: dict[str, Any] = {"controller": "integral (I)", "error_norm": ERROR_NORM}
         if spec.gradient is not None:
             notes["library_adjoint"] = GRADIENTS[spec.gradient]
         if spec.gradient == "backsolve":
             notes["adjoint_note"] = ("torchode's BacksolveAdjoint resets the state to the "
                                      "forward solution at each output time")
         return notes
+
+    def reanchors(self, spec: RunSpec) -> bool | None:
+        """torchode's BacksolveAdjoint resets the state at each output time."""
+        return True if spec.gradient == "backsolve" else None
 
     def forward(self, spec: RunSpec, func: torch.nn.Module, y0: torch.Tensor, t: torch.Tensor,
                 instrument: bool) -> ForwardResult:

@@ -5,20 +5,23 @@
 problem that differs is refused), ``method``, ``rtol``, ``atol``, ``gradient``, ``options``,
 ``dtype``, ``device``, ``threads`` (see ``odebench.backends.base.probe_spec``).
 
-Prints one JSON line ``{"baseline_bytes", "peak_bytes", "status", "message"}`` (and
-``peak_cuda_bytes`` on a GPU): ``ru_maxrss`` after the imports, the problem's setup and the
-backend's library import, then after one forward (and backward) pass. Exits 2 when the spec
-cannot be run at all.
+Prints one JSON line ``{"baseline_bytes", "nograd_bytes", "peak_bytes", "status", "message",
+"peak_reset"}`` (and ``peak_cuda_bytes`` on a GPU): the resident set after the imports, the
+problem's setup and the backend's library import; the peak during one forward solve without
+gradient; then the peak during the run's forward (and backward) pass. The peak is reset to the
+current resident set before each solve where the kernel allows (``peak_reset``); elsewhere each
+reading is the process's peak so far. Exits 2 when the spec cannot be run at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 import torch
 
-from odebench.measure.memory import max_rss_bytes
+from odebench.measure.memory import max_rss_bytes, reset_peak_rss, rss_bytes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,16 +46,23 @@ def main(argv: list[str] | None = None) -> int:
     run = RunSpec(problem=problem, method=spec["method"], rtol=spec["rtol"], atol=spec["atol"],
                   gradient=spec["gradient"], options=spec["options"], dtype=spec["dtype"],
                   device=spec["device"], threads=spec["threads"], repeats=0)
-    baseline = max_rss_bytes()
+    resettable = reset_peak_rss()
+    baseline = rss_bytes() if resettable else max_rss_bytes()
     status, message = "ok", ""
+    nograd = None
     try:
+        backend.run_once(dataclasses.replace(run, gradient=None))
+        nograd = max_rss_bytes()
+        reset_peak_rss()
+        if torch.device(run.device).type == "cuda":
+            torch.cuda.reset_peak_memory_stats(run.device)
         backend.run_once(run)
     except Exception as exc:  # the probe reports a failed solve, it does not crash on it
         status, message = backend.status_of(exc), f"{type(exc).__name__}: {exc}"
-    report = {"baseline_bytes": baseline, "peak_bytes": max_rss_bytes(), "status": status,
-              "message": message}
+    report = {"baseline_bytes": baseline, "nograd_bytes": nograd, "peak_bytes": max_rss_bytes(),
+              "status": status, "message": message, "peak_reset": resettable}
     if torch.device(run.device).type == "cuda":
-        report["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+        report["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(run.device)
     print(json.dumps(report))
     return 0
 

@@ -70,6 +70,18 @@ def median_wall(fn: Callable[[], object], repeats: int, warmup: int = 1, sync_cu
     return statistics.median(times), times
 
 
+def median_iqr(samples: list[float]) -> tuple[float, float | None]:
+    """``(median, interquartile range)`` of ``samples`` (seconds, at least one); the IQR is
+    ``None`` below two samples. Quartiles by linear interpolation between order statistics
+    (``statistics.quantiles(method="inclusive")``, numpy's default)."""
+    if not samples:
+        raise ValueError("median_iqr needs at least one sample")
+    if len(samples) < 2:
+        return float(samples[0]), None
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return statistics.median(samples), q3 - q1
+
+
 @contextmanager
 def pinned_threads(n: int = 1) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(n)``; the previous count is restored after."""
