@@ -17,7 +17,7 @@ import torch
 
 from odebench import backends
 from odebench.backends.base import DTYPES, bare_forward_seconds
-from odebench.measure.timing import pinned_threads, timed
+from odebench.measure.timing import median_iqr, pinned_threads, timed
 from odebench.results import Row
 from odebench.studies.base import Settings, Study
 from odebench.studies.common import available_backends, measure, point, run_spec
@@ -33,9 +33,10 @@ def grid(settings: Settings) -> list[Row]:
             for problem in PROBLEMS for backend in available_backends(BACKENDS)]
 
 
-def paired_timing(row: Row, settings: Settings, nfe: int, repeats: int) -> tuple[float, float]:
-    """(median seconds of a bare forward solve, median seconds of one vector-field evaluation),
-    timed alternately in one loop — a solve, then ``nfe`` evaluations of the same field at the
+def paired_timing(row: Row, settings: Settings, nfe: int, repeats: int
+                  ) -> tuple[tuple[float, float | None], float]:
+    """((median, IQR) seconds of a bare forward solve, median seconds of one vector-field
+    evaluation), timed alternately in one loop — a solve, then ``nfe`` evaluations of the same field at the
     initial state — so that both see the same machine state (these machines are shared)."""
     spec = dataclasses.replace(run_spec(row, settings), gradient=None)
     problem = spec.problem.to(DTYPES[settings.dtype], settings.device)
@@ -57,7 +58,7 @@ def paired_timing(row: Row, settings: Settings, nfe: int, repeats: int) -> tuple
         for _ in range(repeats):
             solves.append(bare_forward_seconds(backend, spec, problem))
             evals.append(timed(evaluations, spec.on_cuda)[1] / nfe)
-    return statistics.median(solves), statistics.median(evals)
+    return median_iqr(solves), statistics.median(evals)
 
 
 def execute(row: Row, settings: Settings) -> Row:
@@ -65,10 +66,11 @@ def execute(row: Row, settings: Settings) -> Row:
     measured = measure(row, settings, repeats=0)
     if measured.status != "ok" or not measured.nfe_forward:
         return measured
-    wall, eval_s = paired_timing(row, settings, measured.nfe_forward, repeats)
+    (wall, iqr), eval_s = paired_timing(row, settings, measured.nfe_forward, repeats)
     per_nfe = wall / measured.nfe_forward
     extra = {**measured.extra, "eval_s": eval_s, "paired_repeats": repeats}
-    return dataclasses.replace(measured, wall_forward_s=wall, wall_per_nfe_s=per_nfe,
+    return dataclasses.replace(measured, wall_forward_s=wall, wall_forward_iqr_s=iqr,
+                               n_repeats=repeats, wall_per_nfe_s=per_nfe,
                                overhead_ratio=per_nfe / eval_s, extra=extra)
 
 
