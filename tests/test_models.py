@@ -3,6 +3,7 @@ augmented and time-varying dynamics, and smoke training runs that must learn."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -307,3 +308,38 @@ def test_train_odenet_learns_and_records_memory():
     assert last < first - 0.5, (first, last)
     assert record.test_metrics["test_error"] < 0.6
     assert min(record.nfe_backward) > 0 and record.peak_saved_bytes > 0
+
+
+def test_model_rows_say_the_dtype_tolerances_and_configuration_that_trained(tmp_path,
+                                                                            monkeypatch):
+    # issue 13: the rows said float64; the models train in float32
+    from odebench.studies import Settings
+    from odebench.studies import models as study
+
+    settings = Settings(mode="quick", dtype="float64")
+    rows = study.grid(settings)
+    assert {r.dtype for r in rows} == {"float32"}
+    assert all((r.rtol is None) == (r.model in ("gru", "resnet")) for r in rows)
+    monkeypatch.setattr(study, "PLOT_DIRS", {"quick": tmp_path})
+    row = next(r for r in rows if r.model == "node_toy")
+    row = dataclasses.replace(row, params={**row.params, "iters": 3})
+    done = study.execute(row, settings)
+    assert done.dtype == "float32" and done.rtol == done.atol == tr.ToyConfig.quick().tol
+    assert done.extra["solver"] == {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3,
+                                    "gradient": "backprop", "step_size": None}
+    assert done.extra["train_config"]["iters"] == 3 and done.peer_method == "dopri5"
+
+
+def test_a_model_row_that_disagrees_with_its_record_is_refused():
+    from odebench.errors import InvalidInputError
+    from odebench.studies import Settings
+    from odebench.studies import models as study
+
+    row = next(r for r in study.grid(Settings()) if r.model == "odenet")
+    record = tr.TrainRecord("odenet", "backprop", "dopri5", 0, "cpu", 1, dtype="float64",
+                            solver={"rtol": row.rtol, "atol": row.atol})
+    with pytest.raises(InvalidInputError, match="trained in float64"):
+        study._check_what_ran(row, record, uses_ode=True)
+    record = dataclasses.replace(record, dtype="float32", solver={"rtol": 1e-9, "atol": 1e-9})
+    with pytest.raises(InvalidInputError, match="rtol"):
+        study._check_what_ran(row, record, uses_ode=True)

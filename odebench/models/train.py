@@ -48,6 +48,9 @@ class TrainRecord:
         test_metrics: named test figures (e.g. "test_nll", "test_error", "extrap_mse").
         figures: paths of the figures written.
         config: the configuration used.
+        dtype: the dtype the model's parameters trained in ("float32"), set by the training loop.
+        solver: the ODE solves' settings (``SolverConfig`` fields: method, rtol, atol, gradient,
+            step_size; an encoder's own solver under "encoder"); empty without an ODE.
     """
 
     model: str
@@ -64,6 +67,8 @@ class TrainRecord:
     test_metrics: dict[str, float] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    dtype: str = ""
+    solver: dict[str, Any] = field(default_factory=dict)
 
     @property
     def peak_saved_bytes(self) -> int:
@@ -95,6 +100,7 @@ def _fit(
 ) -> None:
     """Run ``iters`` optimisation steps, appending curves to ``record``."""
     funcs = counted(model)
+    record.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     meter = SavedTensorMeter()
     start = time.perf_counter()
     model.train()
@@ -176,7 +182,8 @@ def train_cnf(
     cnf = CNF(TimeMLP(2, cfg.hidden), trace=trace, method=method, rtol=cfg.tol, atol=cfg.tol,
               gradient=gradient).to(dev)
     record = TrainRecord("cnf", gradient, method, seed, device, n_parameters(cnf),
-                         config={**asdict(cfg), "iters": iters, "density": density, "trace": trace})
+                         config={**asdict(cfg), "iters": iters, "density": density, "trace": trace},
+                         solver=asdict(SolverConfig(method, cfg.tol, cfg.tol, gradient)))
     data = sample_toy(density, iters * cfg.batch_size, seed).to(dev)
     test = sample_toy(density, cfg.n_test, seed + 10_000).to(dev)
 
@@ -282,7 +289,10 @@ def train_latent_ode(
                       encoder_solver=SolverConfig("euler", gradient=gradient, step_size=0.25)
                       ).to(dev)
     record = TrainRecord("latent_ode", gradient, method, seed, device, n_parameters(model),
-                         config={**asdict(cfg), "iters": iters})
+                         config={**asdict(cfg), "iters": iters},
+                         solver={**asdict(solver),
+                                 "encoder": asdict(model.encoder.solver) if cfg.encoder == "odernn"
+                                 else None})
     batch = train.batch.to(dev)
     cond = batch.select(train.cond_mask.to(dev))
 
@@ -440,7 +450,7 @@ def train_odenet(
     name = "odenet" if augment == 0 else "anode_net"
     record = TrainRecord(name, gradient, method, seed, device, n_parameters(model),
                          config={**asdict(cfg), "epochs": epochs, "dynamics": dynamics,
-                                 "augment": augment})
+                                 "augment": augment}, solver=asdict(solver))
     _classification(record, model, cfg, epochs, seed, dev)
     if plot_dir is not None:
         fig = Figure(figsize=(5, 3))
@@ -481,6 +491,20 @@ def train_resnet(
 # ---------------------------------------------------------------- augmented 1-D toy
 
 
+@dataclass(frozen=True)
+class ToyConfig:
+    """Configuration of ``train_augmented_toy``."""
+
+    iters: int = 500
+    tol: float = 1e-5
+    lr: float = 1e-2
+    hidden: int = 32
+
+    @classmethod
+    def quick(cls) -> ToyConfig:
+        return cls(iters=150, tol=1e-3)
+
+
 def train_augmented_toy(
     gradient: str = "backprop",
     iters: int | None = None,
@@ -497,19 +521,21 @@ def train_augmented_toy(
     ``augment>=1`` can fit. Test metric ``final_mse`` is the MSE of the trained model.
     Figure: the trajectories of the two inputs.
     """
-    iters = (150 if quick else 500) if iters is None else iters
+    cfg = ToyConfig.quick() if quick else ToyConfig()
+    iters = cfg.iters if iters is None else iters
     dev = _setup(seed, device)
-    solver = SolverConfig(method, 1e-3 if quick else 1e-5, 1e-3 if quick else 1e-5, gradient)
-    model = AugmentedNODE(1, augment, hidden=32, solver=solver).to(dev)
+    solver = SolverConfig(method, cfg.tol, cfg.tol, gradient)
+    model = AugmentedNODE(1, augment, hidden=cfg.hidden, solver=solver).to(dev)
     name = "node_toy" if augment == 0 else "anode_toy"
     record = TrainRecord(name, gradient, method, seed, device, n_parameters(model),
-                         config={"iters": iters, "augment": augment, "rtol": solver.rtol})
+                         config={**asdict(cfg), "iters": iters, "augment": augment},
+                         solver=asdict(solver))
     x, y = (v.to(dev) for v in flip_1d())
 
     def loss_fn(it: int) -> torch.Tensor:
         return (model(x) - y).pow(2).mean()
 
-    _fit(record, model, loss_fn, iters, torch.optim.Adam(model.parameters(), lr=1e-2))
+    _fit(record, model, loss_fn, iters, torch.optim.Adam(model.parameters(), lr=cfg.lr))
     with torch.no_grad():
         record.test_metrics["final_mse"] = float((model(x) - y).pow(2).mean())
     record.test_metrics.update(record.nfe_growth())
@@ -532,3 +558,17 @@ def _plot_toy(model: AugmentedNODE, x: torch.Tensor, plot_dir: Path, name: str,
     ax.legend()
     ax.set_title(f"{record.model}: final MSE {record.test_metrics['final_mse']:.3f}")
     _save(fig, plot_dir, name, record)
+
+
+#: Each trainer -> its configuration class (``quick()`` or the defaults); the ``tol`` of an ODE
+#: model's configuration is the rtol and the atol of its solves.
+CONFIGS: dict[Callable[..., TrainRecord], type] = {
+    train_cnf: CNFConfig, train_latent_ode: LatentConfig, train_gru_baseline: LatentConfig,
+    train_odenet: DigitsConfig, train_resnet: DigitsConfig, train_augmented_toy: ToyConfig,
+}
+
+
+def solver_tolerance(trainer: Callable[..., TrainRecord], quick: bool) -> float:
+    """The rtol (= atol) ``trainer``'s ODE solves use in its quick or full configuration."""
+    config = CONFIGS[trainer]
+    return (config.quick() if quick else config()).tol

@@ -1,6 +1,11 @@
 """Study ``models``: trains each model of :mod:`odebench.models` with each gradient method —
 loss curves, NFE forward/backward per iteration, wall clock, memory and test metrics — with the
 non-ODE baselines (ResNet, GRU) beside them. Seeded and reproducible on the CPU.
+
+Rows say what trained: ``dtype`` is the parameters' dtype (the models train in float32 whatever
+``--dtype`` says; a record that disagrees with its row is refused), ``rtol``/``atol`` the ODE
+solves' tolerances, and ``extra`` holds the solver settings (``solver``) and the whole training
+configuration (``train_config``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from odebench.errors import InvalidInputError
 from odebench.models import train
 from odebench.results import Row
 from odebench.studies.base import Settings, Study
@@ -49,13 +55,17 @@ FULL_OVERRIDES = {"cnf": {"iters": 300}, "cnf_moons": {"iters": 300},
 FULL_SEEDS = {"odenet": (0, 1, 2), "resnet": (0, 1, 2)}
 # the committed report is the full run's; quick runs (nox -s bench) plot under reports/quick
 PLOT_DIRS = {"full": Path("reports/figures/models"), "quick": Path("reports/quick/figures/models")}
+#: The dtype every trainer trains in (its data and parameters are float32).
+MODEL_DTYPE = "float32"
 
 
 def grid(settings: Settings) -> list[Row]:
     names = QUICK_MODELS if settings.mode == "quick" else FULL_MODELS
+    trained = dataclasses.replace(settings, dtype=MODEL_DTYPE)
     rows = []
     for model in names:
-        dataset, _, _, uses_ode = MODELS[model]
+        dataset, trainer, _, uses_ode = MODELS[model]
+        tol = train.solver_tolerance(trainer, settings.mode == "quick") if uses_ode else None
         gradients = (FULL_GRADIENTS.get(model, ODE_GRADIENTS) if settings.mode == "full"
                      else QUICK_GRADIENTS)
         overrides = FULL_OVERRIDES.get(model, {}) if settings.mode == "full" else {}
@@ -64,8 +74,9 @@ def grid(settings: Settings) -> list[Row]:
             # the training configuration (quick or full) and the seed define the run: both are
             # in the key (seed 0 is the default and not written)
             for seed in seeds if gradient == "backprop" else (0,):
-                rows.append(point(NAME, settings, dataset, "odebench",
-                                  "dopri5" if uses_ode else "none", gradient, model=model,
+                rows.append(point(NAME, trained, dataset, "odebench",
+                                  "dopri5" if uses_ode else "none", gradient, rtol=tol, atol=tol,
+                                  model=model,
                                   params={"config": settings.mode, **overrides,
                                           **({"seed": seed} if seed else {})}))
     return rows
@@ -80,11 +91,13 @@ def execute(row: Row, settings: Settings) -> Row:
                      quick=settings.mode == "quick", plot_dir=PLOT_DIRS[settings.mode],
                      **kwargs, **overrides)
     wall = time.perf_counter() - start
+    _check_what_ran(row, record, uses_ode)
     iters = max(len(record.losses), 1)
     extra = {**record.test_metrics, "n_params": record.n_params, "losses": record.losses,
              "nfe_forward_per_iter": record.nfe_forward,
              "nfe_backward_per_iter": record.nfe_backward, "train_wall_s": record.wall_time_s,
-             "figures": record.figures, "final_loss": record.losses[-1] if record.losses else None}
+             "figures": record.figures, "final_loss": record.losses[-1] if record.losses else None,
+             "train_config": record.config, "solver": record.solver}
     if uses_ode and record.nfe_forward and any(record.nfe_forward):
         extra["nfe_backward_over_forward"] = (sum(record.nfe_backward)
                                               / max(sum(record.nfe_forward), 1))
@@ -94,7 +107,21 @@ def execute(row: Row, settings: Settings) -> Row:
         nfe_backward=int(statistics.mean(record.nfe_backward)) if record.nfe_backward else None,
         saved_bytes=record.peak_saved_bytes or None,
         wall_forward_s=record.wall_time_s / iters if uses_ode else None,
+        peer_method=record.solver.get("method"),
+        reanchor=False if row.gradient == "backsolve" else None,
         extra={**extra, "study_wall_s": wall})
+
+
+def _check_what_ran(row: Row, record: train.TrainRecord, uses_ode: bool) -> None:
+    """Refuse a record whose dtype or tolerances differ from what its row declares."""
+    if record.dtype != row.dtype:
+        raise InvalidInputError(f"model {row.model} trained in {record.dtype}, but its row "
+                                f"says dtype={row.dtype}")
+    solver = record.solver
+    ran = (solver.get("rtol"), solver.get("atol")) if uses_ode else (None, None)
+    if ran != (row.rtol, row.atol):
+        raise InvalidInputError(f"model {row.model} solved with rtol, atol = {ran}, but its row "
+                                f"says {(row.rtol, row.atol)}")
 
 
 STUDY = Study(NAME, "train CNF, latent ODE, ODE-Net and the augmented toy per gradient", grid,
