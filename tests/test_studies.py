@@ -60,3 +60,16 @@ def test_overhead_rows_carry_the_spread_of_their_walls():
     done = study.execute(row, Settings())
     assert done.status == "ok", done.message
     assert done.n_repeats == 15 and done.wall_forward_iqr_s >= 0
+
+
+def test_work_precision_full_tolerances_bracket_the_errors_compared():
+    rows = get("work_precision").grid(Settings(mode="full"))
+    rtols = {}
+    for r in rows:
+        rtols.setdefault((r.problem, r.backend, r.method), set()).add(r.rtol)
+    for (_, backend, method), values in rtols.items():
+        assert max(values) == 1e-2, (backend, method)
+        assert min(values) == (1e-10 if method == "bosh3" else 1e-12), (backend, method)
+    assert {"odebench", "scipy", "torchdiffeq"} <= {backend for _, backend, _ in rtols}
+    quick = get("work_precision").grid(Settings(mode="quick"))
+    assert {r.rtol for r in quick} == {1e-4, 1e-6, 1e-8}  # CI grid unchanged
