@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
@@ -167,8 +169,18 @@ def resolvable_rtol(name: str, rtol: float, dtype: torch.dtype) -> float:
     if rtol >= floor:
         return float(rtol)
     warnings.warn(f"{name}={rtol:g} is below what {dtype} resolves; using {name}={floor:.3g} "
-                  f"({RTOL_FLOOR_EPS:g} x eps)", RuntimeWarning, stacklevel=4)
+                  f"({RTOL_FLOOR_EPS:g} x eps)", RuntimeWarning, stacklevel=_outside_odebench())
     return floor
+
+
+def _outside_odebench() -> int:
+    """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside the
+    odebench package: the user's call."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(root):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 __all__ = ["METHODS", "odeint", "solve"]

@@ -60,9 +60,9 @@ rtol 1e-4...1e-8), so 100 x rtol passes a correct gradient while a drifting adjo
 1e3-1e4 x rtol on lorenz and vdp) or a wrong backward (O(1)) breaks it. The floor ``1000 eps``
 (1.2e-4 in float32, 2.2e-13 in float64) is what roundoff accumulated over hundreds of steps
 allows. (An rtol below 100 eps(dtype), 1.2e-5 in float32, is raised to that with a warning, as
-:func:`odebench.solve` does, and the report shows the rtol that ran.) The reference itself is accurate to ~rtol/10 or better, far inside the budget. The
-budget assumes ``atol`` is small next to ``rtol * |y|`` (the usual setting); pass ``budget=``
-to state the accuracy your training needs.
+:func:`odebench.solve` does, and the report shows the rtol that ran.) The reference itself
+is accurate to ~rtol/10 or better, far inside the budget. The budget assumes ``atol`` is small
+next to ``rtol * |y|`` (the usual setting); pass ``budget=`` to state the accuracy your training needs.
 """
 
 from __future__ import annotations
