@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+import numbers
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from odebench.errors import InvalidInputError, NonFiniteError
+from odebench.errors import (
+    InvalidInputError,
+    MaxStepsExceededError,
+    NonFiniteError,
+    StepSizeUnderflowError,
+)
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
 from odebench.solution import Solution, Stats
@@ -17,6 +27,7 @@ from odebench.solvers.options import SolverOptions
 from odebench.solvers.registry import METHODS, check_method
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+RTOL_FLOOR_EPS = 100.0
 
 
 def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
@@ -32,13 +43,16 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
         t: 1-D tensor of output times, strictly increasing or strictly decreasing (time units
             of ``func``); ``t[0]`` is the initial time.
         method: one of ``odebench.METHODS``.
-        rtol, atol: relative and absolute tolerances (> 0) of the mixed error norm.
+        rtol, atol: relative and absolute tolerances (> 0, real numbers, not bools) of the
+            mixed error norm. An rtol below 100 x eps(dtype of y0) is raised to that, with a
+            RuntimeWarning (as SciPy does); so is ``options["adjoint_rtol"]``.
         gradient: one of ``odebench.GRADIENTS``: "backprop", "backsolve", "interpolated",
             "checkpointed".
         options: see :class:`odebench.solvers.options.SolverOptions` (step_size, max_num_steps,
             first_step, max_step, checkpoint_every, adjoint_rtol, adjoint_atol, adjoint_method,
             seminorm, reanchor, max_num_steps_backward).
-        params: extra tensors to differentiate besides ``y0`` and the module's parameters.
+        params: extra tensors to differentiate besides ``y0`` and the module's parameters
+            (a sequence, e.g. ``[w]``; a bare tensor is refused).
 
     Returns:
         ``Solution(ts, ys, stats)`` with ``ys`` of shape [len(t), *y0.shape]; ``stats`` counts
@@ -56,7 +70,12 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
     if not torch.is_grad_enabled():  # no graph recorded: nothing a guard could protect
         call.gradient = "backprop"
     method_solve = GRADIENTS[gradient] if needs_grad else GRADIENTS["backprop"]
-    ys = method_solve(call, stats)
+    try:
+        ys = method_solve(call, stats)
+    except (MaxStepsExceededError, StepSizeUnderflowError, NonFiniteError) as err:
+        if err.partial is not None:  # the output times reached, as the caller's t holds them
+            err.partial.ts = t[: len(err.partial.ts)].detach()
+        raise
     return Solution(ts=t, ys=ys, stats=stats)
 
 
@@ -102,10 +121,7 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
                 f"t must be strictly increasing or strictly decreasing; t[{bad}]={ts[bad]:.6g}, "
                 f"t[{bad + 1}]={ts[bad + 1]:.6g}")
     for name, tol in (("rtol", rtol), ("atol", atol)):
-        if isinstance(tol, torch.Tensor):
-            raise InvalidInputError(f"{name} must be a positive float, got a Tensor")
-        if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
-            raise InvalidInputError(f"{name} must be a positive finite float, got {tol!r}")
+        check_tolerance(name, tol)
     check_method(method)
     if gradient not in GRADIENTS:
         raise InvalidInputError(
@@ -113,6 +129,10 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     opts = SolverOptions.parse(options)
     if opts.adjoint_method is not None:
         check_method(opts.adjoint_method)
+    if isinstance(params, torch.Tensor) or not (params is None or isinstance(params, Iterable)):
+        raise InvalidInputError(
+            f"params must be a sequence of tensors (e.g. params=[w]), got "
+            f"{'a Tensor' if isinstance(params, torch.Tensor) else type(params).__name__}")
     extra = list(params) if params is not None else []
     for i, p in enumerate(extra):
         if not isinstance(p, torch.Tensor):
@@ -122,9 +142,45 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
                      if isinstance(func, torch.nn.Module) and torch.is_grad_enabled() else [])
     all_params = [p for p in module_params + extra if p.requires_grad]
     unique = list({id(p): p for p in all_params}.values())
+    rtol = resolvable_rtol("rtol", rtol, y0.dtype)
+    if opts.adjoint_rtol is not None:
+        opts = dataclasses.replace(opts, adjoint_rtol=resolvable_rtol(
+            "options['adjoint_rtol']", opts.adjoint_rtol, y0.dtype))
     return OdeCall(func=func, y0=y0, ts=ts, scheme=scheme(method, y0.dtype, y0.device),
-                   rtol=float(rtol), atol=float(atol), opts=opts, params=unique,
-                   gradient=gradient)
+                   rtol=rtol, atol=float(atol), opts=opts, params=unique,
+                   gradient=gradient, t_dtype=t.dtype)
+
+
+def check_tolerance(name: str, tol: object) -> None:
+    """Raise InvalidInputError unless ``tol`` is a positive finite real number (not a bool, not
+    a tensor: nothing is coerced)."""
+    if isinstance(tol, torch.Tensor):
+        raise InvalidInputError(f"{name} must be a positive float, got a Tensor")
+    if isinstance(tol, bool) or not (isinstance(tol, numbers.Real) and tol > 0
+                                     and math.isfinite(tol)):
+        raise InvalidInputError(f"{name} must be a positive finite float, got {tol!r}")
+
+
+def resolvable_rtol(name: str, rtol: float, dtype: torch.dtype) -> float:
+    """``rtol`` raised to :data:`RTOL_FLOOR_EPS` x eps(dtype) with a warning when it is below
+    (as SciPy's solve_ivp does with 100 x eps): an error estimate below that is roundoff, and
+    the solver would take ever more steps for a worse answer."""
+    floor = RTOL_FLOOR_EPS * torch.finfo(dtype).eps
+    if rtol >= floor:
+        return float(rtol)
+    warnings.warn(f"{name}={rtol:g} is below what {dtype} resolves; using {name}={floor:.3g} "
+                  f"({RTOL_FLOOR_EPS:g} x eps)", RuntimeWarning, stacklevel=_outside_odebench())
+    return floor
+
+
+def _outside_odebench() -> int:
+    """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside the
+    odebench package: the user's call."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(root):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 __all__ = ["METHODS", "odeint", "solve"]

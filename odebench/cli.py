@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"output directory (default {DEFAULT_REPORT})")
 
     verify = sub.add_parser(
-        "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget",
+        "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget, "
+                       "2 when the check itself cannot run",
         description="Compare every gradient method with the float64 reference gradient on the "
                     "verification set (float64; dopri5 at rtol=atol=1e-9 on the non-stiff problems, "
                     "rodas5p at rtol=1e-8 on the stiff ones) and exit non-zero when a result "
@@ -157,8 +158,15 @@ def _verify_model(args: argparse.Namespace, gradients: tuple[str, ...] | None) -
     if args.quick or args.stiff:
         raise InvalidInputError("--quick and --stiff select the verification set; they do not "
                                 "apply to --model")
-    reports = testing.check_model(args.model, gradients,
-                                  progress=lambda s: log.info("checking %s", s))
+    try:
+        reports = testing.check_model(args.model, gradients,
+                                      progress=lambda s: log.info("checking %s", s))
+    except InvalidInputError:
+        raise
+    except Exception as err:  # the gate itself broke: exit 2, not the breach code 1
+        message = " ".join(f"{type(err).__name__}: {err}".split())
+        log.error("the gradient check of %s crashed (no verdict): %s", args.model, message)
+        return 2
     print(testing.format_summary(reports, args.model))
     if args.json is not None:
         testing.write_json(reports, args.json, args.model)

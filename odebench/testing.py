@@ -12,26 +12,44 @@ at every time enters the check with a random sign and weight.
 The reference (always float64, on the device of ``y0``; a float32 module is deep-copied and cast
 with ``copy.deepcopy(func).double()``, the user's module is never touched):
 
+* ``"directional"``: randomized directional finite differences, no backward pass anywhere:
+  for each tensor (``y0``, then each parameter) :data:`DIRECTIONS` (4) random orthonormal
+  directions ``v`` (seeded; all directions of a tensor with fewer entries), and for each the
+  central difference ``D(h) = (L(theta + h v) - L(theta - h v)) / 2h`` of the float64 loss at
+  ``h = DIRECTION_STEP * max(1, rms(theta))`` (1e-3) and ``h / 2``, Richardson-extrapolated to
+  ``(4 D(h/2) - D(h)) / 3``; each loss from a no-grad solve with the ``"fd"`` settings below.
+  The tensor's error is ``||V g - d|| / ||d||`` (``V`` the directions, ``g`` your gradient,
+  ``d`` the reference derivatives). Costs ``16`` solves per tensor.
+  What it catches: any wrong gradient (a custom ``torch.autograd.Function``'s backward, a
+  fault of the gradient method) with probability 1, since a fixed nonzero error is orthogonal
+  to random directions with probability 0; for random ``V`` the squared error it reads is, in
+  mean, the squared relative L2 error. What it cannot: it sees an error only through its
+  projection on the k directions, so an error near the budget may read a few times smaller
+  than it is (the spread shrinks as k grows), and the part of an error orthogonal to all k
+  directions is invisible.
+* ``"fd"``: central finite differences of the float64 loss, one entry at a time, step
+  ``h = 1e-5 * max(1, |theta_i|)``, each loss from a no-grad solve with the checkpointed
+  reference's method at its tolerances capped at 1e-11 (the difference quotient divides the
+  solve's error by ``2h``). Costs ``2 * (y0.numel() + n_params)`` solves; sees every entry.
 * ``"checkpointed"``: ``odebench.solve(..., gradient="checkpointed")`` in float64 at tolerances
   :data:`REFERENCE_TIGHTENING` (1e-3) times the user's (rtol floored at 1e-13). Adaptive explicit
   methods are replaced by ``dop853`` (8th order: 3-4x fewer steps than dopri5 at these tolerances,
   and independent of the user's tableau); fixed-step runs (euler/midpoint/rk4, or any method with
   ``options={"step_size": h}``) and the implicit methods keep the user's method and step options,
-  so the reference is then the exact derivative of the same discrete map.
-* ``"fd"``: central finite differences of the float64 loss, one entry at a time, step
-  ``h = 1e-5 * max(1, |theta_i|)``, each loss from a no-grad solve with the checkpointed
-  reference's method at its tolerances capped at 1e-11 (the difference quotient divides the
-  solve's error by ``2h``). Costs ``2 * (y0.numel() + n_params)`` solves.
+  so the reference is then the exact derivative of the same discrete map (the finite-difference
+  references use the same method choice).
 * ``"forward"``: forward-sensitivity equations integrated by SciPy in float64 (DOP853, or Radau
   for an implicit ``method``) via :func:`odebench.reference.gradient`, Jacobians by
   ``torch.func.jacrev`` through ``torch.func.functional_call`` of the module; on the CPU. Its
   cost grows as ``y0.numel() * (y0.numel() + n_params)``.
 * ``"auto"`` (default): ``"fd"`` when ``y0.numel() + n_params <= FD_MAX_ENTRIES`` (50), else
-  ``"checkpointed"``.
+  ``"directional"``: the default never runs a backward pass of the code it checks.
 
 ``"checkpointed"`` and ``"forward"`` differentiate ``func`` with autograd, so they trust the
-module's own derivatives (a custom ``torch.autograd.Function``'s backward): only ``"fd"`` checks
-those too.
+module's own derivatives (a custom ``torch.autograd.Function``'s backward), and
+``"checkpointed"`` trusts odebench's checkpointed method: only ``"fd"`` and ``"directional"``
+check those too. Every report states its reference and what it can catch
+(:data:`REFERENCE_SCOPE`).
 
 The budget: the largest allowed relative L2 error of each gradient tensor,
 ``max(BUDGET_RTOL_FACTOR * rtol, BUDGET_EPS_FACTOR * eps(dtype))`` = ``max(100 rtol, 1000 eps)``
@@ -41,9 +59,10 @@ backprop/checkpointed/interpolated on mlp, lorenz T=1, vdp, lotka_volterra with 
 rtol 1e-4...1e-8), so 100 x rtol passes a correct gradient while a drifting adjoint (backsolve:
 1e3-1e4 x rtol on lorenz and vdp) or a wrong backward (O(1)) breaks it. The floor ``1000 eps``
 (1.2e-4 in float32, 2.2e-13 in float64) is what roundoff accumulated over hundreds of steps
-allows. The reference itself is accurate to ~rtol/10 or better, far inside the budget. The
-budget assumes ``atol`` is small next to ``rtol * |y|`` (the usual setting); pass ``budget=``
-to state the accuracy your training needs.
+allows. (An rtol below 100 eps(dtype), 1.2e-5 in float32, is raised to that with a warning, as
+:func:`odebench.solve` does, and the report shows the rtol that ran.) The reference itself
+is accurate to ~rtol/10 or better, far inside the budget. The budget assumes ``atol`` is small
+next to ``rtol * |y|`` (the usual setting); pass ``budget=`` to state the accuracy your training needs.
 """
 
 from __future__ import annotations
@@ -65,6 +84,7 @@ import torch
 from torch import Tensor, nn
 
 import odebench
+from odebench.api import check_tolerance, resolvable_rtol
 from odebench.errors import InvalidInputError, OdeBenchError
 from odebench.measure.errors import relative_l2
 from odebench.measure.memory import SavedTensorMeter
@@ -73,13 +93,33 @@ from odebench.solvers.registry import ADAPTIVE_METHODS, STIFF_METHODS
 Func = Callable[[Tensor, Tensor], Tensor]
 Loss = Callable[[Tensor], Tensor]
 
-REFERENCES = ("auto", "checkpointed", "fd", "forward")
+REFERENCES = ("auto", "directional", "checkpointed", "fd", "forward")
 REFERENCE_TIGHTENING = 1e-3
 REFERENCE_RTOL_FLOOR = 1e-13
 REFERENCE_METHOD = "dop853"
 FD_RTOL_CAP = 1e-11
 FD_STEP = 1e-5
 FD_MAX_ENTRIES = 50
+DIRECTIONS = 4
+DIRECTION_STEP = 1e-3
+DIRECTION_SEED = 1
+# What each reference can and cannot catch (stated in every report).
+REFERENCE_SCOPE = {
+    "fd": "backward-free: every entry's derivative by central differences of the float64 loss; "
+          "catches any wrong backward of func or of the solver",
+    "directional": (
+        f"backward-free: v.grad against central differences of the float64 loss along "
+        f"{DIRECTIONS} random orthonormal directions v per tensor (all directions when the "
+        "tensor has fewer entries); catches a wrong backward of func or of the solver with "
+        "probability 1 (a fixed nonzero error is orthogonal to random directions with "
+        "probability 0), and the error it reads estimates the relative L2 error (exact in "
+        "mean square), but it cannot see the part of an error orthogonal to all the directions, "
+        "so an error near the budget may read a few times smaller"),
+    "checkpointed": "runs func's own backward in float64: cannot catch a wrong backward of func "
+                    "(a custom autograd.Function) or of the checkpointed method itself",
+    "forward": "differentiates func with torch.func (its custom Functions' own derivatives): "
+               "cannot catch a wrong backward of func",
+}
 BUDGET_RTOL_FACTOR = 100.0
 BUDGET_EPS_FACTOR = 1000.0
 LOSS_SEED = 0
@@ -115,13 +155,15 @@ class _Gradients:
     """Named gradients (float64 numpy arrays, each of its tensor's shape) and what they cost.
 
     ``label`` describes how they were computed; ``error`` is the typed odebench error that
-    stopped the run (then ``grads`` is empty).
+    stopped the run (then ``grads`` is empty). A directional reference holds in ``grads[name]``
+    the derivatives [k] along ``directions[name]`` [k, *shape] instead of whole gradients.
     """
 
     grads: dict[str, np.ndarray]
     stats: RunStats
     label: str
     error: str = ""
+    directions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,7 +173,8 @@ class GradientReport:
     Attributes:
         method, gradient, rtol, atol: the configuration checked.
         dtype, device: of ``y0`` (e.g. "float32", "cpu").
-        reference: "checkpointed", "fd" or "forward"; ``reference_settings`` its details.
+        reference: "directional", "fd", "checkpointed" or "forward"; ``reference_settings``
+            its details.
         budget: largest allowed relative L2 error per tensor; ``budget_source`` says why.
         errors: relative L2 error of each gradient tensor ("y0", then the module's parameter
             names), ``||g - g_ref|| / ||g_ref||`` (the absolute error where ``g_ref`` is 0);
@@ -139,6 +182,7 @@ class GradientReport:
         shapes: each tensor's shape.
         run, reference_run: costs of the two computations.
         stopped: the typed error that stopped the configured run, "" when it finished.
+        reference_scope: what the reference can and cannot catch (:data:`REFERENCE_SCOPE`).
     """
 
     method: str
@@ -156,6 +200,7 @@ class GradientReport:
     run: RunStats
     reference_run: RunStats
     stopped: str = ""
+    reference_scope: str = ""
 
     @property
     def worst(self) -> str:
@@ -196,6 +241,7 @@ class GradientReport:
             f"  run:       {self.method}, gradient={self.gradient}, {self.dtype} on {self.device}, "
             f"rtol={self.rtol:g}, atol={self.atol:g}",
             f"  reference: {self.reference} ({self.reference_settings})",
+            f"  it is:     {self.reference_scope}",
             f"  budget:    {self.budget:.3e} relative L2 error per tensor ({self.budget_source})",
             "",
             f"  {'tensor':<{name_w}}  {'shape':<14} {'rel. L2 error':>13}  verdict",
@@ -268,13 +314,13 @@ def _config(func: Func, y0: Tensor, t: Tensor, method: str, rtol: float, atol: f
         raise InvalidInputError(f"unknown method '{method}'; valid methods: "
                                 f"{', '.join(odebench.METHODS)}")
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(value, (int, float)) and 0 < value < math.inf):
-            raise InvalidInputError(f"{name} must be a positive finite float, got {value!r}")
+        check_tolerance(name, value)
+    rtol = resolvable_rtol("rtol", rtol, y0.dtype)
     if reference not in REFERENCES:
         raise InvalidInputError(f"unknown reference '{reference}'; valid: {', '.join(REFERENCES)}")
     if reference == "auto":
         entries = y0.numel() + sum(p.numel() for _, p in named_parameters(func))
-        reference = "fd" if entries <= FD_MAX_ENTRIES else "checkpointed"
+        reference = "fd" if entries <= FD_MAX_ENTRIES else "directional"
     return _Config(func, y0.detach(), t.detach(), method, float(rtol), float(atol),
                    loss or projection_loss(len(t), y0.shape), reference, dict(options or {}))
 
@@ -336,26 +382,38 @@ def _reference_gradients(cfg: _Config) -> _Gradients:
         if result.error:
             raise RuntimeError(f"the checkpointed float64 reference failed: {result.error}")
         return result
-    if cfg.reference == "fd":
+    if cfg.reference in ("fd", "directional"):
         capped = min(rtol, FD_RTOL_CAP)
-        return _finite_differences(func64, y0, t, cfg.loss, method, capped,
-                                   atol * capped / rtol, options)
+        differences = _finite_differences if cfg.reference == "fd" else _directional
+        return differences(func64, y0, t, cfg.loss, method, capped, atol * capped / rtol,
+                           options)
     return _forward_sensitivities(func64, y0, t, cfg.loss, method in STIFF_METHODS, rtol, atol)
+
+
+class _LossValues:
+    """``L`` of a no-grad float64 solve from a state, counting the solves' evaluations."""
+
+    def __init__(self, func: Func, t: Tensor, loss: Loss, method: str, rtol: float,
+                 atol: float, options: dict):
+        self.func, self.t, self.loss = func, t, loss
+        self.method, self.rtol, self.atol, self.options = method, rtol, atol, options
+        self.nfe = 0
+
+    def __call__(self, state: Tensor) -> float:
+        sol = odebench.solve(self.func, state, self.t, method=self.method, rtol=self.rtol,
+                             atol=self.atol, options=self.options)
+        self.nfe += sol.stats.nfe
+        return float(self.loss(sol.ys))
+
+    def settings(self, device: torch.device) -> str:
+        return (f"{self.method}, float64 on {device}, rtol={self.rtol:g}, atol={self.atol:g}")
 
 
 def _finite_differences(func: Func, y0: Tensor, t: Tensor, loss: Loss, method: str,
                         rtol: float, atol: float, options: dict) -> _Gradients:
     """Central differences of ``loss`` w.r.t. every entry of y0 and of each parameter."""
     start = time.perf_counter()
-    nfe = 0
-
-    def value(state: Tensor) -> float:
-        nonlocal nfe
-        sol = odebench.solve(func, state, t, method=method, rtol=rtol, atol=atol,
-                             options=options)
-        nfe += sol.stats.nfe
-        return float(loss(sol.ys))
-
+    value = _LossValues(func, t, loss, method, rtol, atol, options)
     grads = {}
     with torch.no_grad():
         state = y0.clone()
@@ -371,9 +429,56 @@ def _finite_differences(func: Func, y0: Tensor, t: Tensor, loss: Loss, method: s
                 tensor[index] = original
                 grad[index] = (upper - lower) / (plus - minus)
             grads[name] = grad
-    label = (f"central differences, step {FD_STEP:g} * max(1, |x|), {method}, float64 on "
-             f"{y0.device}, rtol={rtol:g}, atol={atol:g}")
-    return _Gradients(grads, RunStats(nfe=nfe, wall_s=time.perf_counter() - start), label)
+    label = f"central differences, step {FD_STEP:g} * max(1, |x|), {value.settings(y0.device)}"
+    return _Gradients(grads, RunStats(nfe=value.nfe, wall_s=time.perf_counter() - start), label)
+
+
+def random_directions(n: int, k: int, seed: int) -> np.ndarray:
+    """``min(k, n)`` orthonormal directions in R^n, shape [min(k, n), n], drawn uniformly
+    (QR of a seeded standard-normal matrix; the same on every machine)."""
+    gen = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(gen.standard_normal((n, min(k, n))))
+    return q.T
+
+
+def _directional(func: Func, y0: Tensor, t: Tensor, loss: Loss, method: str, rtol: float,
+                 atol: float, options: dict) -> _Gradients:
+    """Directional derivatives ``v . dL/dtheta`` of the float64 loss along
+    :func:`random_directions` of each tensor (y0, then each parameter), with no backward pass:
+    central differences ``D(h) = (L(theta + h v) - L(theta - h v)) / 2h`` at
+    ``h = DIRECTION_STEP * max(1, rms(theta))`` and ``h / 2``, Richardson-extrapolated to
+    ``(4 D(h/2) - D(h)) / 3`` (error O(h^4)). ``grads[name]`` holds the derivatives [k],
+    ``directions[name]`` the directions [k, *shape]."""
+    start = time.perf_counter()
+    value = _LossValues(func, t, loss, method, rtol, atol, options)
+    grads, directions, spread = {}, {}, 0.0
+    with torch.no_grad():
+        state = y0.clone()
+        for i, (name, tensor) in enumerate([("y0", state), *named_parameters(func)]):
+            original = tensor.clone()
+            vs = random_directions(tensor.numel(), DIRECTIONS, DIRECTION_SEED + i)
+            h = DIRECTION_STEP * max(1.0, float(original.pow(2).mean().sqrt()))
+            derivs, coarse = np.zeros(len(vs)), np.zeros(len(vs))
+            for j, v in enumerate(vs):
+                v_t = torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device)
+                quotients = []
+                for step in (h, h / 2):
+                    tensor.copy_(original + step * v_t.view_as(tensor))
+                    upper = value(state)
+                    tensor.copy_(original - step * v_t.view_as(tensor))
+                    lower = value(state)
+                    quotients.append((upper - lower) / (2 * step))
+                tensor.copy_(original)
+                coarse[j] = quotients[1]
+                derivs[j] = (4 * quotients[1] - quotients[0]) / 3
+            grads[name] = derivs
+            directions[name] = vs.reshape(len(vs), *tensor.shape)
+            spread = max(spread, relative_l2(coarse, derivs))
+    label = (f"central differences along {DIRECTIONS} random directions per tensor, steps h and "
+             f"h/2 (h = {DIRECTION_STEP:g} * max(1, rms)), Richardson; {value.settings(y0.device)};"
+             f" unextrapolated vs extrapolated {spread:.1e}")
+    return _Gradients(grads, RunStats(nfe=value.nfe, wall_s=time.perf_counter() - start), label,
+                      directions=directions)
 
 
 def _forward_sensitivities(func: Func, y0: Tensor, t: Tensor, loss: Loss, stiff: bool,
@@ -413,12 +518,17 @@ def _forward_sensitivities(func: Func, y0: Tensor, t: Tensor, loss: Loss, stiff:
 
 def _judge(cfg: _Config, gradient: str, reference: _Gradients, run: _Gradients,
            budget: float | None) -> GradientReport:
-    shapes = {name: tuple(g.shape) for name, g in reference.grads.items()}
-    errors = {}
+    shapes, errors = {}, {}
     for name, ref in reference.grads.items():
         mine = run.grads.get(name)
-        errors[name] = math.inf if mine is None or not np.all(np.isfinite(mine)) \
-            else relative_l2(mine, ref)
+        along = reference.directions.get(name)
+        shapes[name] = tuple(ref.shape if along is None else along.shape[1:])
+        if mine is None or not np.all(np.isfinite(mine)):
+            errors[name] = math.inf
+            continue
+        if along is not None:  # compare the derivatives along the reference's directions
+            mine = along.reshape(len(along), -1) @ mine.reshape(-1)
+        errors[name] = relative_l2(mine, ref)
     dtype = str(cfg.y0.dtype).removeprefix("torch.")
     if budget is None:
         budget = default_budget(cfg.rtol, cfg.y0.dtype)
@@ -428,7 +538,7 @@ def _judge(cfg: _Config, gradient: str, reference: _Gradients, run: _Gradients,
         source = "given"
     return GradientReport(cfg.method, gradient, cfg.rtol, cfg.atol, dtype, str(cfg.y0.device),
                           cfg.reference, reference.label, float(budget), source, errors, shapes,
-                          run.stats, reference.stats, run.error)
+                          run.stats, reference.stats, run.error, REFERENCE_SCOPE[cfg.reference])
 
 
 def check_gradient_methods(func: Func, y0: Tensor, t: Tensor, gradients: Sequence[str],
@@ -472,7 +582,8 @@ def check_gradients(func: Func, y0: Tensor, t: Tensor, *, method: str = "dopri5"
         method, gradient, rtol, atol, options: the configuration, as in :func:`odebench.solve`.
         loss: ``loss(ys) -> scalar`` of the solution ``[len(t), *y0.shape]``; default
             :func:`projection_loss`.
-        reference: "auto", "checkpointed", "fd" or "forward" (see the module docstring).
+        reference: "auto", "directional", "fd", "checkpointed" or "forward" (see the module
+            docstring).
         budget: largest allowed relative L2 error per gradient tensor; default
             :func:`default_budget`.
 
@@ -550,7 +661,8 @@ def format_summary(reports: Sequence[GradientReport], title: str) -> str:
               f"{'NFE fwd':>8} {'NFE bwd':>8} {'saved MiB':>9} {'recon':>9}  verdict")
     lines = [f"{title}: {reports[0].method}, {reports[0].dtype} on {reports[0].device}, "
              f"rtol={reports[0].rtol:g}, atol={reports[0].atol:g}; reference "
-             f"{reports[0].reference} ({reports[0].reference_settings})", header,
+             f"{reports[0].reference} ({reports[0].reference_settings})",
+             f"the reference is {reports[0].reference_scope}", header,
              "-" * len(header)]
     for r in reports:
         recon = "" if r.run.recon_error is None else f"{r.run.recon_error:.2e}"

@@ -13,6 +13,8 @@ breaks its budget. Budgets (relative L2 errors) are explicit:
   <= 1e-3 at T = 1, and at T = 2 it is EXPECTED to be wrong (> 1e-2, with a reconstruction error
   of y0 > 1e-3): the gate checks that the drift is still detected. A backsolve run that stops
   with a typed error (step budget, non-finite state) also counts as detected drift.
+* the options that change a method's code path, on Lotka-Volterra (budget 1e-5): backsolve
+  with ``reanchor`` and checkpointed with ``checkpoint_every=3``.
 * stiff (rodas5p; Rosenbrock stages and adjoint solved implicitly): backprop / checkpointed /
   interpolated <= 1e-5 on the stiff linear system (eigenvalues to -1e4), ROBER (T = 40) and
   HIRES (T = 5). backsolve is EXPECTED to fail on all three: re-integrated backwards, the fast
@@ -59,7 +61,9 @@ class Budget:
 
 @dataclass(frozen=True)
 class Case:
-    """One verification problem: a registry name, its settings and its budgets per method."""
+    """One verification problem: a registry name, its settings and its budgets per method;
+    ``options`` are passed to the solve (e.g. ``reanchor``, ``checkpoint_every``), and
+    ``gradients`` restricts the case to the methods those options concern."""
 
     label: str
     name: str
@@ -69,9 +73,16 @@ class Case:
     method: str = "dopri5"
     rtol: float | None = None
     max_steps_backward: int | None = None
+    options: dict = field(default_factory=dict)
+    gradients: tuple[str, ...] | None = None
 
     def budget(self, gradient: str) -> Budget:
         return self.budgets.get(gradient, self.default)
+
+    def applies(self, gradient: str) -> bool:
+        """Whether the case checks ``gradient`` (``gradients``: the methods its options
+        concern; None: all)."""
+        return self.gradients is None or gradient in self.gradients
 
     def problem(self) -> Problem:
         return get(self.name, **self.kwargs)
@@ -83,6 +94,13 @@ LORENZ_T2 = {"backprop": Budget(1e-6), "checkpointed": Budget(1e-6),
              "interpolated": Budget(1e-4),
              "backsolve": Budget(min_error=1e-2, min_recon=1e-3, stop_ok=True)}
 
+# The options users set that change a gradient method's code path.
+OPTION_CASES: tuple[Case, ...] = (
+    Case("lotka_volterra reanchor", "lotka_volterra", options={"reanchor": True},
+         gradients=("backsolve",)),
+    Case("lotka_volterra ckpt/3", "lotka_volterra", options={"checkpoint_every": 3},
+         gradients=("checkpointed",)),
+)
 FULL_CASES: tuple[Case, ...] = (
     Case("decay", "decay"),
     Case("harmonic", "harmonic"),
@@ -92,6 +110,7 @@ FULL_CASES: tuple[Case, ...] = (
     Case("kepler", "kepler"),
     Case("lorenz T=1", "lorenz", {"T": 1.0}, LORENZ_T1),
     Case("lorenz T=2", "lorenz", {"T": 2.0}, LORENZ_T2),
+    *OPTION_CASES,
 )
 STIFF = {"method": "rodas5p", "rtol": 1e-8, "max_steps_backward": 5_000}
 DRIFT_EXPECTED = Budget(min_error=1e-2, stop_ok=True)
@@ -108,6 +127,7 @@ QUICK_CASES: tuple[Case, ...] = (
     Case("lorenz T=1", "lorenz", {"T": 1.0}, LORENZ_T1),
     Case("lorenz T=2", "lorenz", {"T": 2.0}, LORENZ_T2),
     STIFF_CASES[1],
+    *OPTION_CASES,
 )
 AGREEMENT_BUDGET = 1e-8
 RTOL = ATOL = 1e-9
@@ -194,7 +214,7 @@ def check(case: Case, gradient: str, ref: np.ndarray, tol: float = RTOL,
     budget = case.budget(gradient)
     problem = case.problem()
     start = time.perf_counter()
-    options = {"max_num_steps": 20_000}
+    options = {"max_num_steps": 20_000, **case.options}
     if case.max_steps_backward is not None:
         options["max_num_steps_backward"] = case.max_steps_backward
     rtol = case.rtol if case.rtol is not None else tol
@@ -223,9 +243,11 @@ def run(cases: tuple[Case, ...] = FULL_CASES, gradients: tuple[str, ...] | None 
     gradients = gradients or odebench.GRADIENTS
     results, agreements = [], []
     for case in cases:
+        if not any(case.applies(g) for g in gradients):
+            continue
         ref = reference_vector(case.problem())
         grads = {}
-        for gradient in gradients:
+        for gradient in (g for g in gradients if case.applies(g)):
             if progress is not None:
                 progress(f"{case.label} / {gradient}")
             result, grads[gradient] = check(case, gradient, ref, tol)
@@ -240,7 +262,7 @@ def run(cases: tuple[Case, ...] = FULL_CASES, gradients: tuple[str, ...] | None 
 
 def format_table(report: Report) -> str:
     """The verification table as plain text."""
-    header = (f"{'problem':<16} {'method':<8} {'gradient':<26} {'rel. L2 error':>13} {'budget':<24} "
+    header = (f"{'problem':<24} {'method':<8} {'gradient':<26} {'rel. L2 error':>13} {'budget':<24} "
               f"{'NFE fwd':>8} {'NFE bwd':>8} {'saved MiB':>9} {'recon':>9}  verdict")
     lines = [header, "-" * len(header)]
     for r in report.results + report.agreements:
@@ -248,7 +270,7 @@ def format_table(report: Report) -> str:
         verdict = "ok" if r.ok else "BREACH"
         if r.status != "ok":
             verdict += f" ({r.message[:60]})"
-        lines.append(f"{r.problem:<16} {r.method:<8} {r.gradient:<26} {r.grad_error:>13.3e} {r.budget:<24} "
+        lines.append(f"{r.problem:<24} {r.method:<8} {r.gradient:<26} {r.grad_error:>13.3e} {r.budget:<24} "
                      f"{r.nfe_forward:>8} {r.nfe_backward:>8} {r.saved_bytes / 2**20:>9.3f} "
                      f"{recon:>9}  {verdict}")
     lines.append(f"{len(report.breaches)} breach(es); gate {'PASSED' if report.ok else 'FAILED'}"

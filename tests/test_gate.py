@@ -16,7 +16,8 @@ from odebench.gradients import backsolve, checkpointed, interpolated
 from odebench.gradients.trajectory import Trajectory
 from odebench.solvers.func import FlatField
 
-MUTATION_CASES = (verify.Case("decay", "decay"), verify.Case("lotka_volterra", "lotka_volterra"))
+MUTATION_CASES = (verify.Case("decay", "decay"), verify.Case("lotka_volterra", "lotka_volterra"),
+                  *verify.OPTION_CASES)
 # Faults are judged at a looser tolerance than the gate's own run (cheaper; budgets unchanged):
 # a correct method stays well inside 1e-5 there, as test_correct_methods_pass_at_mutation_tol shows.
 MUTATION_TOL = 1e-7
@@ -84,9 +85,31 @@ def _shift_interpolant_time(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Trajectory, "__call__", lambda self, t: original(self, t - 0.01 * self.sign))
 
 
+def _previous_checkpoint(records, i: int) -> torch.Tensor:
+    """The state stored before record ``i`` (record 0's for the first)."""
+    kept = [r.y for r in records[:i] if r.y is not None]
+    return (kept[-1] if kept else records[0].y).detach()
+
+
 def _stale_checkpoint(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(checkpointed, "checkpoint_state",
-               lambda records, i: records[max(i - 1, 0)].y.detach())
+    mp.setattr(checkpointed, "checkpoint_state", _previous_checkpoint)
+
+
+def _stale_checkpoint_when_sparse(mp: pytest.MonkeyPatch) -> None:
+    """Only with checkpoint_every > 1 (the record before a segment keeps no state): the
+    segment restarts from the previous segment's checkpoint."""
+    def stale(records, i):
+        sparse = i > 0 and records[i - 1].y is None
+        return _previous_checkpoint(records, i) if sparse else records[i].y.detach()
+
+    mp.setattr(checkpointed, "checkpoint_state", stale)
+
+
+def _reanchor_to_wrong_output(mp: pytest.MonkeyPatch) -> None:
+    """With reanchor, the adjoint continues from the output it started from, not the one it
+    reached (a no-op without reanchor)."""
+    mp.setattr(backsolve, "anchored_state",
+               lambda ys_flat, i, y_back, reanchor: ys_flat[i + 1] if reanchor else y_back)
 
 
 def _drop_checkpoint_jumps(mp: pytest.MonkeyPatch) -> None:
@@ -117,6 +140,8 @@ FAULTS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "backsolve: a parameter's gradient left out": ("backsolve",
                                                    _drop_last_param_entry(backsolve)),
     "backsolve: y0 detached": ("backsolve", _detach_y0("backsolve")),
+    "backsolve (reanchor): anchored to the wrong output": ("backsolve",
+                                                          _reanchor_to_wrong_output),
     "interpolated: sign flipped in the adjoint VJP": ("interpolated",
                                                       _flip_adjoint_vjp(interpolated)),
     "interpolated: adjoint jump at output times dropped": ("interpolated",
@@ -126,6 +151,8 @@ FAULTS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "interpolated: wrong interpolant time": ("interpolated", _shift_interpolant_time),
     "interpolated: y0 detached": ("interpolated", _detach_y0("interpolated")),
     "checkpointed: stale checkpoint": ("checkpointed", _stale_checkpoint),
+    "checkpointed (checkpoint_every > 1): stale checkpoint": ("checkpointed",
+                                                             _stale_checkpoint_when_sparse),
     "checkpointed: sign flipped in the field's VJP": ("checkpointed", _flip_field_vjp),
     "checkpointed: adjoint jump at output times dropped": ("checkpointed",
                                                            _drop_checkpoint_jumps),
@@ -142,6 +169,10 @@ def test_gate_passes_on_correct_methods():
     assert report.ok, verify.format_table(report)
     lorenz2 = [r for r in report.results if r.problem == "lorenz T=2" and r.gradient == "backsolve"]
     assert lorenz2 and (lorenz2[0].grad_error > 1e-2 or lorenz2[0].status != "ok")
+    ran = {(r.problem, r.gradient) for r in report.results}
+    assert ("lotka_volterra reanchor", "backsolve") in ran
+    assert ("lotka_volterra ckpt/3", "checkpointed") in ran
+    assert ("lotka_volterra reanchor", "checkpointed") not in ran  # the option concerns backsolve
 
 
 def test_correct_methods_pass_at_mutation_tol():

@@ -8,6 +8,7 @@ import math
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,12 +20,14 @@ from odebench.measure import pinned_threads
 from odebench.models.cnf import TimeMLP
 from odebench.testing import (
     FD_MAX_ENTRIES,
+    REFERENCE_SCOPE,
     GradientReport,
     assert_gradients_close,
     check_gradient_methods,
     check_gradients,
     default_budget,
     projection_loss,
+    random_directions,
 )
 
 pytest_plugins = ["pytester"]
@@ -82,7 +85,7 @@ def test_registry_mlp_passes_every_gradient_method():
     assert [r.gradient for r in reports] == list(odebench.GRADIENTS)
     for report in reports:
         assert report.ok, str(report)
-        assert report.reference == "checkpointed"  # 16 + 420 entries > FD_MAX_ENTRIES
+        assert report.reference == "directional"  # 16 + 420 entries > FD_MAX_ENTRIES
         assert set(report.errors) == {"y0", "p"}
         assert report.shapes == {"y0": (4, 4), "p": (420,)}
         assert report.budget == pytest.approx(1e-4)
@@ -96,10 +99,14 @@ def test_float32_time_conditioned_cnf_dynamics_pass():
     torch.manual_seed(0)
     func = TimeMLP(2, hidden=(16, 16))
     z0, t = torch.randn(8, 2), torch.linspace(0.0, 1.0, 3)
-    for report in check_gradient_methods(func, z0, t, ("backprop", "backsolve")):
+    with pytest.warns(RuntimeWarning, match="below what torch.float32 resolves"):
+        reports = check_gradient_methods(func, z0, t, ("backprop", "backsolve"))
+    eps = torch.finfo(torch.float32).eps
+    for report in reports:
         assert report.ok, str(report)
         assert report.dtype == "float32"
-        assert report.budget == pytest.approx(1000 * torch.finfo(torch.float32).eps)
+        assert report.rtol == pytest.approx(100 * eps)  # 1e-6 is below what float32 resolves
+        assert report.budget == pytest.approx(100 * report.rtol)
         assert "layers.0.linear.weight" in report.errors
     assert func.layers[0].linear.weight.dtype == torch.float32
     assert all(p.grad is None for p in func.parameters())
@@ -163,7 +170,7 @@ def test_assert_gradients_close_raises_with_the_report():
     assert "worst tensor 'a'" in message
 
 
-@pytest.mark.parametrize("reference", ["fd", "checkpointed", "forward"])
+@pytest.mark.parametrize("reference", ["fd", "directional", "checkpointed", "forward"])
 def test_every_reference_passes_a_correct_model(reference):
     y0, t = _rotation_ivp()
     if reference == "forward":  # SciPy with a torch.func Jacobian per step: keep it short
@@ -172,6 +179,85 @@ def test_every_reference_passes_a_correct_model(reference):
     assert report.ok, str(report)
     assert report.reference == reference
     assert report.worst_error < 1e-6
+
+
+class _TanhFromInput(torch.autograd.Function):
+    """tanh whose backward uses ``1 - x**2`` of the input ``x`` instead of ``1 - tanh(x)**2``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * (1 - x**2)
+
+
+class TanhMLP(nn.Module):
+    """``dy/dt = W2 tanh(W1 y + b1) + b2`` on ``y`` [2, 4]: 292 parameters + 8 states = 300."""
+
+    def __init__(self, broken: bool = False):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.broken = broken
+        self.l1, self.l2 = nn.Linear(4, 32).double(), nn.Linear(32, 4).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = self.l1(y)
+        return self.l2(_TanhFromInput.apply(z) if self.broken else torch.tanh(z))
+
+
+def _tanh_ivp() -> tuple[torch.Tensor, torch.Tensor]:
+    y0 = torch.randn(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return y0, torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+
+
+def test_default_reference_of_a_large_model_runs_no_backward():
+    """A wrong custom backward on a 300-number model: the checkpointed reference would run
+    that backward too; the default (directional differences) does not, and fails the check."""
+    y0, t = _tanh_ivp()
+    good = check_gradients(TanhMLP(), y0, t)
+    assert good.reference == "directional" and good.ok, str(good)
+    assert good.worst_error < 1e-6
+    report = check_gradients(TanhMLP(broken=True), y0, t)
+    assert report.reference == "directional"
+    assert not report.ok and report.worst_error > 1.0, str(report)
+    assert report.errors["l2.bias"] > 1.0  # the tanh's gradient enters every tensor's
+    text = str(report)
+    assert REFERENCE_SCOPE["directional"] in text and "orthogonal" in text
+    assert "4 random directions" in report.reference_settings
+
+
+def test_directional_reference_reads_the_relative_error_of_a_scaled_gradient():
+    """A gradient wrong by a factor 1.01 (a 1% error along itself) reads as 1e-2 along any
+    directions; random directions are orthonormal and seeded."""
+    vs = random_directions(10, 4, seed=3)
+    assert vs.shape == (4, 10) and np.allclose(vs @ vs.T, np.eye(4))
+    assert np.array_equal(vs, random_directions(10, 4, seed=3))
+    assert random_directions(3, 4, seed=0).shape == (3, 3)
+    y0, t = _tanh_ivp()
+
+    def scaled(ys: torch.Tensor) -> torch.Tensor:
+        return projection_loss(len(t), y0.shape)(ys)
+
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return 1.01 * grad
+
+    report = check_gradients(TanhMLP(), y0, t, loss=lambda ys: scaled(Scaled.apply(ys)))
+    assert report.reference == "directional"
+    for error in report.errors.values():
+        assert error == pytest.approx(1e-2, rel=1e-3)
 
 
 def test_plain_callable_checks_y0_only():
@@ -204,7 +290,7 @@ def test_auto_reference_switches_on_size():
     y0, t = _rotation_ivp()
     assert check_gradients(DampedRotation(), y0, t).reference == "fd"
     big = torch.zeros(FD_MAX_ENTRIES, 2, dtype=torch.float64) + 0.1
-    assert check_gradients(DampedRotation(), big, t).reference == "checkpointed"
+    assert check_gradients(DampedRotation(), big, t).reference == "directional"
 
 
 def test_stopped_run_is_a_breach_not_an_exception():
@@ -324,6 +410,43 @@ def good():
 def broken():
     _, y0, t = good()
     return Field(True), y0, t, {"rtol": 1e-7, "gradients": ["backprop"]}
+
+
+def crashing():
+    # Sign has no setup_context: torch.func (the forward reference) cannot run it
+    _, y0, t = good()
+    return Field(True), y0, t, {"reference": "forward", "gradients": ["backprop"]}
+
+
+class WrongTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - x**2)
+
+
+class TanhField(nn.Module):
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.l1, self.l2 = nn.Linear(4, 32).double(), nn.Linear(32, 4).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+
+    def forward(self, t, y):
+        return self.l2(WrongTanh.apply(self.l1(y)))
+
+
+def big_broken():
+    y0 = torch.randn(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return TanhField(), y0, torch.linspace(0, 1, 4, dtype=torch.float64), {
+        "gradients": ["backprop"]}
 """
 
 
@@ -348,6 +471,19 @@ def test_cli_verify_model_passes_and_fails(user_models, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["ok"] is False and [r["gradient"] for r in data["reports"]] == ["backprop"]
     assert data["reports"][0]["rtol"] == 1e-7
+
+
+def test_cli_verify_model_exit_codes_breach_1_crash_2(user_models, capsys, caplog):
+    """A wrong custom backward on a 300-number model breaks the budget (1); a gate that cannot
+    run (a custom Function torch.func refuses, under reference="forward") exits 2 with one line."""
+    assert main(["verify", "--model", f"{user_models}:big_broken"]) == 1
+    out = capsys.readouterr().out
+    assert "gate FAILED" in out and "reference directional" in out
+    caplog.clear()
+    assert main(["verify", "--model", f"{user_models}:crashing"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0]
+    assert "crashed (no verdict)" in errors[0] and "setup_context" in errors[0]
 
 
 def test_cli_verify_model_gradient_filter_and_bad_specs(user_models, capsys):

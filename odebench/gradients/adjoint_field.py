@@ -6,18 +6,23 @@ from collections.abc import Callable
 
 import torch
 
+from odebench.solvers.func import CapturedGuard
+
 
 def vjp(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], params: list[torch.Tensor],
-        t: torch.Tensor, y: torch.Tensor, a: torch.Tensor,
+        t: torch.Tensor, y: torch.Tensor, a: torch.Tensor, guard: CapturedGuard | None = None,
         ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Evaluate ``f(t, y)`` and the products ``a^T df/dy`` and ``a^T df/dp`` in one backward pass.
 
     Shapes: ``y`` and ``a`` as the state; returns (f [state], a^T df/dy [state], [a^T df/dp_i]).
-    Parameters that ``f`` does not use get zeros.
+    Parameters that ``f`` does not use get zeros. ``guard`` refuses tensors requiring grad
+    that ``f`` reaches besides ``params`` (they would get no gradient), at every evaluation.
     """
     with torch.enable_grad():
         y_ = y.detach().requires_grad_(True)
         fy = func(t, y_)
+        if guard is not None:
+            guard.watch([fy], [y_], lambda: [func(t, y_)])
         grads = torch.autograd.grad(fy, [y_, *params], grad_outputs=a, allow_unused=True)
     g_y = grads[0] if grads[0] is not None else torch.zeros_like(y)
     g_p = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads[1:], params)]

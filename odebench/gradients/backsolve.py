@@ -13,9 +13,18 @@ import math
 import torch
 
 from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
-from odebench.gradients.base import OdeCall, stack_outputs
+from odebench.gradients.base import BACKWARD_FAILURES, OdeCall, backward_failure, stack_outputs
 from odebench.solution import Stats
 from odebench.solvers import FlatField, integrate, scheme
+
+FIELD_NAME = "the backsolve adjoint's augmented field [y, dL/dy, dL/dp] (built from func's VJPs)"
+
+
+def anchored_state(ys_flat: torch.Tensor, i: int, y_back: torch.Tensor,
+                   reanchor: bool) -> torch.Tensor:
+    """The state the adjoint continues from at output ``i``: the stored forward output
+    ``ys_flat[i]`` with ``reanchor``, else the re-integrated ``y_back``."""
+    return ys_flat[i] if reanchor else y_back
 
 
 class _Backsolve(torch.autograd.Function):
@@ -27,6 +36,7 @@ class _Backsolve(torch.autograd.Function):
         stats.nfe = f.nfe
         ys = stack_outputs(call, result.ys)
         ctx.call, ctx.stats, ctx.h_last = call, stats, result.h_next
+        ctx.versions = call.versions()
         ctx.save_for_backward(ys)
         return ys
 
@@ -34,19 +44,23 @@ class _Backsolve(torch.autograd.Function):
     def backward(ctx, grad_ys: torch.Tensor):
         call: OdeCall = ctx.call
         stats: Stats = ctx.stats
+        call.check_backward(ctx.versions)
         (ys,) = ctx.saved_tensors
         params = call.params
         n = call.y0.numel()
         grad_flat = grad_ys.reshape(len(call.ts), -1)
         ys_flat = ys.reshape(len(call.ts), -1)
 
+        guard = call.guard()
+
         def augmented(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
             y, a = z[:n].view(call.shape), z[n: 2 * n].view(call.shape)
-            fy, g_y, g_p = vjp(call.func, params, t, y, a)
+            fy, g_y, g_p = vjp(call.func, params, t, y, a, guard)
             return torch.cat([fy.reshape(-1), -g_y.reshape(-1), -flat_cat(g_p).to(z)])
 
         n_aug = 2 * n + sum(p.numel() for p in params)
-        af = FlatField(augmented, torch.Size([n_aug]), call.y0.dtype, call.y0.device)
+        af = FlatField(augmented, torch.Size([n_aug]), call.y0.dtype, call.y0.device,
+                       name=FIELD_NAME)
         sch = call.scheme
         if call.opts.adjoint_method is not None:
             sch = scheme(call.opts.adjoint_method, call.y0.dtype, call.y0.device)
@@ -56,6 +70,7 @@ class _Backsolve(torch.autograd.Function):
         h = ctx.h_last
         back = Stats()
         budget = call.backward_budget()
+        times, adjoints = [call.ts[-1]], [z[n: 2 * n]]
         try:
             for i in range(len(call.ts) - 1, 0, -1):
                 seg = integrate(sch, af, z, [call.ts[i], call.ts[i - 1]], back, call.opts,
@@ -63,8 +78,12 @@ class _Backsolve(torch.autograd.Function):
                                 first_step=h, norm_numel=norm_numel)
                 h = seg.h_next
                 z = seg.ys[-1]
-                y_part = ys_flat[i - 1] if call.opts.reanchor else z[:n]
+                y_part = anchored_state(ys_flat, i - 1, z[:n], call.opts.reanchor)
                 z = torch.cat([y_part, add_jump(z[n: 2 * n], grad_flat[i - 1]), z[2 * n:]])
+                times.append(call.ts[i - 1])
+                adjoints.append(z[n: 2 * n])
+        except BACKWARD_FAILURES as err:
+            raise backward_failure(err, call, back, times, adjoints) from err
         finally:
             stats.record_backward(back, af.nfe)
         y0_rec = z[:n]

@@ -8,6 +8,8 @@ one segment's activations. ``options={"checkpoint_every": k}`` keeps every k-th 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from odebench.gradients.base import OdeCall, stack_outputs
@@ -40,6 +42,13 @@ def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Ten
             outputs[r.out_first + len(r.thetas)] = y1
         y, k0 = y1, ks[-1]
     return y
+
+
+def _replay_tensors(call: OdeCall, f: FlatField, records: list[StepRecord],
+                    y: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors a segment's replay makes (its end state and outputs), for a re-check."""
+    outputs: dict[int, torch.Tensor] = {}
+    return [_replay(call, f, records, y, outputs), *outputs.values()]
 
 
 def checkpoint_state(records: list[StepRecord], index: int) -> torch.Tensor:
@@ -79,17 +88,20 @@ class _Checkpointed(torch.autograd.Function):
                                 if r.y is not None)
         ys = stack_outputs(call, result.ys)
         ctx.call, ctx.stats, ctx.records = call, stats, records
+        ctx.versions = call.versions()
         return ys
 
     @staticmethod
     def backward(ctx, grad_ys: torch.Tensor):
         call: OdeCall = ctx.call
         stats: Stats = ctx.stats
+        call.check_backward(ctx.versions)
         records: list[StepRecord] = ctx.records
         params = call.params
         grad_flat = grad_ys.reshape(len(call.ts), -1)
         every = call.opts.checkpoint_every
         f = call.field()
+        guard = call.guard()
         a = torch.zeros_like(grad_flat[0])
         grad_params = [torch.zeros_like(p) for p in params]
         starts = list(range(0, len(records), every))
@@ -101,6 +113,8 @@ class _Checkpointed(torch.autograd.Function):
                     outputs: dict[int, torch.Tensor] = {}
                     y_e = _replay(call, f, segment, y_s, outputs)
                     tensors = [y_e, *outputs.values()]
+                    guard.watch(tensors, [y_s], functools.partial(
+                        _replay_tensors, call, f, segment, y_s))
                     grads_out = [a, *output_cotangents(grad_flat, list(outputs))]
                     grads = torch.autograd.grad(tensors, [y_s, *params], grads_out,
                                                 allow_unused=True)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import torch
 
 from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
-from odebench.gradients.base import OdeCall, stack_outputs
+from odebench.gradients.base import BACKWARD_FAILURES, OdeCall, backward_failure, stack_outputs
 from odebench.gradients.trajectory import Trajectory
 from odebench.solution import Stats
 from odebench.solvers import FlatField, integrate, scheme
 from odebench.solvers.loop import StepRecord
+
+FIELD_NAME = ("the interpolated adjoint's augmented field [dL/dy, dL/dp] (built from func's "
+              "VJPs)")
 
 
 class _Interpolated(torch.autograd.Function):
@@ -28,6 +31,7 @@ class _Interpolated(torch.autograd.Function):
         stats.nfe = f.nfe
         ys = stack_outputs(call, result.ys)
         ctx.call, ctx.stats, ctx.records, ctx.h_last = call, stats, records, result.h_next
+        ctx.versions = call.versions()
         ctx.save_for_backward(ys)
         stats.saved_bytes = sum(r.y.numel() * r.y.element_size()
                                 + sum(k.numel() * k.element_size() for k in r.ks)
@@ -38,6 +42,7 @@ class _Interpolated(torch.autograd.Function):
     def backward(ctx, grad_ys: torch.Tensor):
         call: OdeCall = ctx.call
         stats: Stats = ctx.stats
+        call.check_backward(ctx.versions)
         (ys,) = ctx.saved_tensors
         params = call.params
         n = call.y0.numel()
@@ -49,15 +54,16 @@ class _Interpolated(torch.autograd.Function):
             with torch.no_grad():
                 f_end = f(call.ts[-1], ys_flat[-1])
         traj = Trajectory(call.scheme, ctx.records, ys_flat[-1], f_end)
+        guard = call.guard()
 
         def augmented(t_float: float, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
             y = traj(t_float).view(call.shape)
-            _, g_y, g_p = vjp(call.func, params, t, y, z[:n].view(call.shape))
+            _, g_y, g_p = vjp(call.func, params, t, y, z[:n].view(call.shape), guard)
             return torch.cat([-g_y.reshape(-1), -flat_cat(g_p).to(z)])
 
         n_aug = n + sum(p.numel() for p in params)
         af = FlatField(augmented, torch.Size([n_aug]), call.y0.dtype, call.y0.device,
-                       pass_float_time=True)
+                       pass_float_time=True, name=FIELD_NAME)
         sch = call.scheme
         if call.opts.adjoint_method is not None:
             sch = scheme(call.opts.adjoint_method, call.y0.dtype, call.y0.device)
@@ -66,6 +72,7 @@ class _Interpolated(torch.autograd.Function):
         h = ctx.h_last
         back = Stats()
         budget = call.backward_budget()
+        times, adjoints = [call.ts[-1]], [z[:n]]
         try:
             for i in range(len(call.ts) - 1, 0, -1):
                 seg = integrate(sch, af, z, [call.ts[i], call.ts[i - 1]], back, call.opts,
@@ -74,6 +81,10 @@ class _Interpolated(torch.autograd.Function):
                 h = seg.h_next
                 z = seg.ys[-1]
                 z = torch.cat([add_jump(z[:n], grad_flat[i - 1]), z[n:]])
+                times.append(call.ts[i - 1])
+                adjoints.append(z[:n])
+        except BACKWARD_FAILURES as err:
+            raise backward_failure(err, call, back, times, adjoints) from err
         finally:
             stats.record_backward(back, af.nfe + f.nfe)
         return (None, None, z[:n].view(call.shape), *split_params(z[n:], params))

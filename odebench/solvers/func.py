@@ -17,18 +17,22 @@ class FlatField:
     Counts evaluations in ``nfe`` (and in ``nfe_recorded`` those made while autograd records, which
     a backward pass through the solver differentiates once each). The first evaluation checks the
     returned shape, dtype and finiteness, so that a wrong vector field fails with a clear message,
-    not deep inside a step.
+    not deep inside a step; every later one checks shape and dtype (a comparison, no kernel), and
+    that ``func`` left its input ``y`` unmodified (its version counter): a field that writes into
+    ``y`` would corrupt the solver's states, so it is refused with InvalidInputError.
+    ``name`` is what messages call the field ("func", or an adjoint's augmented field).
     With ``pass_float_time`` the function is called as ``func(t_float, t_tensor, y)`` (internal
     fields that need the time as a Python number without a device synchronisation).
     With ``known_params`` (the adjoint gradients, which differentiate only ``y0`` and these), the
     first evaluation records a graph and refuses any other tensor requiring grad that ``func``
-    reaches (a closure, ``torch.func.functional_call``): it would silently get no gradient.
+    reaches (a closure, ``torch.func.functional_call``): it would silently get no gradient. The
+    adjoints' backward passes keep that check for the whole solve (:class:`CapturedGuard`).
     """
 
     def __init__(self, func: Callable[..., torch.Tensor],
                  shape: torch.Size, dtype: torch.dtype, device: torch.device,
                  pass_float_time: bool = False, known_params: list[torch.Tensor] | None = None,
-                 gradient: str = "backprop"):
+                 gradient: str = "backprop", name: str = "func"):
         self.func = func
         self.pass_float_time = pass_float_time
         self.shape = shape
@@ -37,8 +41,10 @@ class FlatField:
         self.nfe = 0
         self.nfe_recorded = 0
         self._checked = False
+        self._track = True  # inference tensors have no version counter
         self.known_params = known_params
         self.gradient = gradient
+        self.name = name
         self._flat = len(shape) == 1  # the loop's flat state is already the user's shape
         # view(*ints) parses faster than view(torch.Size) (about 1 us against 2.5 us on a CPU):
         # it is on every evaluation's path
@@ -54,6 +60,8 @@ class FlatField:
         self.nfe += 1
         if torch.is_grad_enabled():
             self.nfe_recorded += 1
+        self._track = not y.is_inference()
+        version = y._version if self._track else 0
         if self.known_params is None:
             out = self._eval(t, y)
         else:
@@ -61,9 +69,10 @@ class FlatField:
             with torch.enable_grad(), _CreatedTensors() as created:
                 out = self._eval(t, y.detach() if not recording else y)
             if isinstance(out, torch.Tensor):
-                self._check_captured(out, y, created.ids)
+                CapturedGuard(self.known_params, self.gradient).check([out], [y], created.ids)
                 if not recording:
                     out = out.detach()
+        self._check_unmodified(t, y, version)
         self._check(t, out)
         return out.reshape(-1)
 
@@ -83,9 +92,16 @@ class FlatField:
         if torch.is_grad_enabled():
             self.nfe_recorded += 1
         y_shaped = self.shaped(y)
+        version = y._version if self._track else 0
         if self.pass_float_time:
-            return self.func(t, t_tensor, y_shaped)
-        return self.func(t_tensor, y_shaped)
+            out = self.func(t, t_tensor, y_shaped)
+        else:
+            out = self.func(t_tensor, y_shaped)
+        if self._track and y._version != version:
+            self._check_unmodified(t, y, version)
+        if not isinstance(out, torch.Tensor) or out.shape != self.shape or out.dtype != self.dtype:
+            self.check_layout(out, t)
+        return out
 
     def shaped(self, y: torch.Tensor) -> torch.Tensor:
         """The flat state ``y`` [N] as a view of the state's shape (``y`` itself for 1-D)."""
@@ -98,11 +114,60 @@ class FlatField:
             return self.func(t, self.time(t), self.shaped(y))
         return self.func(self.time(t), self.shaped(y))
 
-    def _check_captured(self, out: torch.Tensor, y: torch.Tensor, created: set[int]) -> None:
-        """Refuse leaves of ``out``'s graph that are neither known parameters, nor behind ``y``,
-        nor created during the call (e.g. ``z.detach().requires_grad_()`` for a trace)."""
-        allowed = {id(p) for p in self.known_params or ()} | set(_leaves(y)) | created
-        missing = {k: v for k, v in _leaves(out).items() if k not in allowed}
+    def _check_unmodified(self, t: float, y: torch.Tensor, version: int) -> None:
+        if self._track and y._version != version:
+            raise InvalidInputError(
+                f"{self.name} modified its input y in place at t={t:.6g} (e.g. y += ..., "
+                "y.mul_(...)); y is the solver's state: return a new tensor instead")
+
+    def check_layout(self, out: object, t: float | None = None) -> None:
+        """Raise InvalidInputError unless ``out`` is a tensor of the state's shape and dtype
+        (``t``: the time of the evaluation, named in the message)."""
+        at = "" if t is None else f" at t={t:.6g}"
+        if not isinstance(out, torch.Tensor):
+            raise InvalidInputError(f"{self.name} must return a Tensor, got "
+                                    f"{type(out).__name__}{at}")
+        if out.shape != self.shape:
+            raise InvalidInputError(
+                f"{self.name} returned shape {tuple(out.shape)}{at} but the state y0 has shape "
+                f"{tuple(self.shape)}"
+            )
+        if out.dtype != self.dtype:
+            raise InvalidInputError(
+                f"{self.name} returned dtype {out.dtype}{at} but the state y0 has dtype "
+                f"{self.dtype}"
+            )
+
+    def _check(self, t: float, out: object) -> None:
+        self.check_layout(out)
+        if not all_finite(out):
+            raise NonFiniteError(f"{self.name} returned non-finite values at t={t:.6g} "
+                                 "(first evaluation)")
+        self._checked = True
+
+
+class CapturedGuard:
+    """Refuses tensors requiring grad that ``func``'s graph reaches besides ``known_params``,
+    the inputs and tensors created during the evaluation (e.g. ``z.detach().requires_grad_()``
+    for a trace): an adjoint differentiates only ``y0`` and ``known_params``, so such a tensor
+    would silently get no gradient.
+
+    :meth:`check` is exact (it needs the ids of the tensors an evaluation created, recorded by a
+    TorchFunctionMode: slow). :meth:`watch`, run on every evaluation an adjoint's backward pass
+    records anyway, only walks the graph; when it finds more unknown leaves than the exact check
+    last found created ones, it re-runs the evaluation under the exact check.
+    """
+
+    def __init__(self, known_params: list[torch.Tensor], gradient: str):
+        self.known = {id(p) for p in known_params}
+        self.gradient = gradient
+        self.created_seen = 0
+
+    def check(self, outs: list[torch.Tensor], inputs: list[torch.Tensor],
+              created: set[int]) -> None:
+        """Raise InvalidInputError for leaves of ``outs`` that are neither known parameters, nor
+        behind ``inputs``, nor in ``created``."""
+        missing = self._unknown(outs, inputs, created)
         if missing:
             shapes = ", ".join(str(tuple(m.shape)) for m in list(missing.values())[:5])
             raise InvalidInputError(
@@ -111,25 +176,22 @@ class FlatField:
                 f"gradient='{self.gradient}' would give them no gradient. Pass them as "
                 "params=[...], or use gradient='backprop'.")
 
-    def check_layout(self, out: object) -> None:
-        """Raise InvalidInputError unless ``out`` is a tensor of the state's shape and dtype."""
-        if not isinstance(out, torch.Tensor):
-            raise InvalidInputError(f"func must return a Tensor, got {type(out).__name__}")
-        if out.shape != self.shape:
-            raise InvalidInputError(
-                f"func returned shape {tuple(out.shape)} but the state y0 has shape "
-                f"{tuple(self.shape)}"
-            )
-        if out.dtype != self.dtype:
-            raise InvalidInputError(
-                f"func returned dtype {out.dtype} but the state y0 has dtype {self.dtype}"
-            )
+    def watch(self, outs: list[torch.Tensor], inputs: list[torch.Tensor],
+              rerun: Callable[[], list[torch.Tensor]]) -> None:
+        """The cheap check of one recorded evaluation (``outs`` from ``inputs``); ``rerun``
+        repeats it, for the exact check when the cheap one is in doubt."""
+        unknown = self._unknown(outs, inputs, set())
+        if len(unknown) <= self.created_seen:
+            return
+        with torch.enable_grad(), _CreatedTensors() as created:
+            again = rerun()
+        self.check(again, inputs, created.ids)
+        self.created_seen = max(self.created_seen, len(self._unknown(again, inputs, set())))
 
-    def _check(self, t: float, out: object) -> None:
-        self.check_layout(out)
-        if not all_finite(out):
-            raise NonFiniteError(f"func returned non-finite values at t={t:.6g} (first evaluation)")
-        self._checked = True
+    def _unknown(self, outs: list[torch.Tensor], inputs: list[torch.Tensor],
+                 created: set[int]) -> dict[int, torch.Tensor]:
+        allowed = self.known | created | set(_leaves(*inputs))
+        return {k: v for k, v in _leaves(*outs).items() if k not in allowed}
 
 
 def all_finite(x: torch.Tensor) -> bool:
@@ -142,12 +204,17 @@ def all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
-def _leaves(tensor: torch.Tensor) -> dict[int, torch.Tensor]:
-    """The leaf tensors requiring grad that ``tensor`` depends on, by id."""
-    if tensor.grad_fn is None:
-        return {id(tensor): tensor} if tensor.requires_grad else {}
+def _leaves(*tensors: torch.Tensor) -> dict[int, torch.Tensor]:
+    """The leaf tensors requiring grad that ``tensors`` depend on, by id (one walk of their
+    joint graph)."""
     found: dict[int, torch.Tensor] = {}
-    seen, stack = set(), [tensor.grad_fn]
+    seen, stack = set(), []
+    for tensor in tensors:
+        if tensor.grad_fn is None:
+            if tensor.requires_grad:
+                found[id(tensor)] = tensor
+        else:
+            stack.append(tensor.grad_fn)
     while stack:
         node = stack.pop()
         if node is None or node in seen:

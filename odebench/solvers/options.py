@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -12,6 +15,10 @@ from odebench.errors import InvalidInputError
 @dataclass(frozen=True)
 class SolverOptions:
     """Everything ``options={...}`` may set.
+
+    Every value is checked against its field's declared type (bool fields take only ``True`` /
+    ``False``, int fields only integers, float fields real numbers but not bools, str fields
+    strings; ``None`` only where the type allows it), so that no value is silently coerced.
 
     Attributes:
         step_size: fixed step size (time units); required for euler/midpoint/rk4 unless the output
@@ -54,6 +61,9 @@ class SolverOptions:
             raise InvalidInputError(
                 f"unknown option(s) {unknown} in options; valid keys: {', '.join(valid)}"
             )
+        hints = typing.get_type_hints(cls)
+        for name, value in options.items():
+            check_type(f"options['{name}']", value, hints[name])
         opts = cls(**options)
         for name in ("step_size", "first_step", "max_step", "adjoint_rtol", "adjoint_atol"):
             value = getattr(opts, name)
@@ -61,9 +71,46 @@ class SolverOptions:
                 raise InvalidInputError(f"options['{name}'] must be > 0, got {value}")
         for name in ("max_num_steps", "checkpoint_every", "max_num_steps_backward"):
             value = getattr(opts, name)
-            if value is not None and (int(value) != value or value < 1):
+            if value is not None and value < 1:
                 raise InvalidInputError(f"options['{name}'] must be a positive integer, got {value}")
         return opts
+
+
+# Declared types whose values are checked by kind; other classes by isinstance.
+_KINDS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "True or False"),
+    int: ((numbers.Integral,), "an integer"),
+    float: ((numbers.Real,), "a real number"),
+    str: ((str,), "a string"),
+}
+
+
+def check_type(name: str, value: Any, hint: Any) -> None:
+    """Raise InvalidInputError naming ``name`` unless ``value`` fits the type hint ``hint``:
+    a class, or a union of classes (``float | None``); bools never pass as numbers. Hints of
+    other forms (generics) are checked by their origin class."""
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) or \
+        typing.get_origin(hint) is typing.Union else (hint,)
+    for member in members:
+        if member is type(None):
+            if value is None:
+                return
+            continue
+        origin = typing.get_origin(member) or member
+        if not isinstance(origin, type):
+            return  # a hint this check cannot judge (e.g. a TypeVar): accept
+        kinds, _ = _KINDS.get(origin, ((origin,), ""))
+        if isinstance(value, kinds) and (origin is bool or not isinstance(value, bool)):
+            return
+    wanted = " or ".join(_describe(m) for m in members)
+    raise InvalidInputError(f"{name} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def _describe(hint: Any) -> str:
+    if hint is type(None):
+        return "None"
+    origin = typing.get_origin(hint) or hint
+    return _KINDS[origin][1] if origin in _KINDS else f"a {getattr(origin, '__name__', hint)}"
 
 
 DEFAULTS = SolverOptions()
