@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -10,6 +11,7 @@ import torch
 from odebench.errors import InvalidInputError, NonFiniteError
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
+from odebench.gradients.time_grad import solve_with_time_gradient, wants_time_gradient
 from odebench.solution import Solution, Stats
 from odebench.solvers import scheme
 from odebench.solvers.func import all_finite
@@ -30,7 +32,9 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
             require grad are differentiated.
         y0: initial state, any shape (a batch included), float32 or float64, CPU or CUDA.
         t: 1-D tensor of output times, strictly increasing or strictly decreasing (time units
-            of ``func``); ``t[0]`` is the initial time.
+            of ``func``); ``t[0]`` is the initial time. When ``t.requires_grad``, every entry of
+            ``t`` is differentiated, with every gradient method (the exact flow's derivative:
+            :mod:`odebench.gradients.time_grad`).
         method: one of ``odebench.METHODS``.
         rtol, atol: relative and absolute tolerances (> 0) of the mixed error norm.
         gradient: one of ``odebench.GRADIENTS``: "backprop", "backsolve", "interpolated",
@@ -51,12 +55,17 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
     stats = Stats()
     if len(call.ts) == 1:
         return Solution(ts=t, ys=y0.unsqueeze(0), stats=stats)
-    needs_grad = torch.is_grad_enabled() and (
-        y0.requires_grad or any(p.requires_grad for p in call.params))
     if not torch.is_grad_enabled():  # no graph recorded: nothing a guard could protect
         call.gradient = "backprop"
-    method_solve = GRADIENTS[gradient] if needs_grad else GRADIENTS["backprop"]
-    ys = method_solve(call, stats)
+
+    def run(y_start: torch.Tensor) -> torch.Tensor:
+        start = call if y_start is y0 else dataclasses.replace(call, y0=y_start)
+        needs_grad = torch.is_grad_enabled() and (
+            y_start.requires_grad or any(p.requires_grad for p in call.params))
+        return GRADIENTS[gradient if needs_grad else "backprop"](start, stats)
+
+    ys = (solve_with_time_gradient(func, y0, t, run, stats) if wants_time_gradient(t)
+          else run(y0))
     return Solution(ts=t, ys=ys, stats=stats)
 
 
