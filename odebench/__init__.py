@@ -1,10 +1,10 @@
 """odebench: accuracy, speed and memory of ways to solve and differentiate neural ODEs.
 
-Public API: :func:`odeint`, :func:`solve`, :class:`Solution`, :class:`Stats`, the method and
-gradient names, and the error types.
+Public API: :func:`odeint`, :func:`solve`, :func:`odeint_adjoint`, :class:`Solution`,
+:class:`Stats`, the method and gradient names, and the error types.
 """
 
-from odebench.api import odeint, solve
+from odebench.compat import odeint, odeint_adjoint, solve
 from odebench.errors import (
     InvalidInputError,
     MaxStepsExceededError,
@@ -33,5 +33,6 @@ __all__ = [
     "Stats",
     "StepSizeUnderflowError",
     "odeint",
+    "odeint_adjoint",
     "solve",
 ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
+from odebench import segments
 from odebench.errors import InvalidInputError, NonFiniteError
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
@@ -41,7 +43,10 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
             "checkpointed".
         options: see :class:`odebench.solvers.options.SolverOptions` (step_size, max_num_steps,
             first_step, max_step, checkpoint_every, adjoint_rtol, adjoint_atol, adjoint_method,
-            seminorm, reanchor, max_num_steps_backward).
+            seminorm, reanchor, max_num_steps_backward, and torchdiffeq's step_t, jump_t,
+            perturb, dtype). A fixed-step method (euler, midpoint, rk4) without ``step_size``
+            takes one step per output interval, as torchdiffeq does: the output grid is the step
+            grid (a warning says so when it has fewer than 10 points per unit of time).
         params: extra tensors to differentiate besides ``y0`` and the module's parameters.
 
     Returns:
@@ -55,14 +60,13 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
     stats = Stats()
     if len(call.ts) == 1:
         return Solution(ts=t, ys=y0.unsqueeze(0), stats=stats)
+    _warn_coarse_output_grid(call)
     if not torch.is_grad_enabled():  # no graph recorded: nothing a guard could protect
         call.gradient = "backprop"
 
     def run(y_start: torch.Tensor) -> torch.Tensor:
-        start = call if y_start is y0 else dataclasses.replace(call, y0=y_start)
-        needs_grad = torch.is_grad_enabled() and (
-            y_start.requires_grad or any(p.requires_grad for p in call.params))
-        return GRADIENTS[gradient if needs_grad else "backprop"](start, stats)
+        return segments.solve(call if y_start is y0 else dataclasses.replace(call, y0=y_start),
+                              stats)
 
     ys = (solve_with_time_gradient(func, y0, t, run, stats) if wants_time_gradient(t)
           else run(y0))
@@ -79,6 +83,20 @@ def odeint(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5"
     """
     return solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
                  options=options, params=params).ys
+
+
+def _warn_coarse_output_grid(call: OdeCall) -> None:
+    """A fixed-step method without ``step_size`` steps on the output grid (torchdiffeq's rule):
+    warn when that grid has fewer than 10 points per unit of time (``euler`` with t=[0, 1] takes
+    one step)."""
+    if call.scheme.adaptive or call.opts.step_size is not None:
+        return
+    span = abs(call.ts[-1] - call.ts[0])
+    if len(call.ts) < 10 * span:
+        warnings.warn(
+            f"method '{call.scheme.name}' without options['step_size'] takes one step per output "
+            f"interval: {len(call.ts) - 1} step(s) over a time span of {span:.6g}; pass "
+            "options={'step_size': h} or a finer t", UserWarning, stacklevel=3)
 
 
 def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: float,
