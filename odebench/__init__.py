@@ -1,17 +1,19 @@
 """odebench: accuracy, speed and memory of ways to solve and differentiate neural ODEs.
 
-Public API: :func:`odeint`, :func:`solve`, :class:`Solution`, :class:`Stats`, the method and
-gradient names, and the error types.
+Public API: :func:`odeint`, :func:`solve`, :func:`odeint_adjoint`, :func:`odeint_event`,
+:class:`Solution`, :class:`Stats`, the method and gradient names, and the error types.
 """
 
-from odebench.api import odeint, solve
+from odebench.compat import odeint, odeint_adjoint, solve
 from odebench.errors import (
+    EventNotFoundError,
     InvalidInputError,
     MaxStepsExceededError,
     NonFiniteError,
     OdeBenchError,
     StepSizeUnderflowError,
 )
+from odebench.events import odeint_event
 from odebench.gradients import GRADIENTS as _GRADIENTS
 from odebench.solution import PartialSolution, Solution, Stats
 from odebench.solvers.registry import METHODS, STIFF_METHODS
@@ -22,6 +24,7 @@ GRADIENTS: tuple[str, ...] = tuple(_GRADIENTS)
 
 __all__ = [
     "GRADIENTS",
+    "EventNotFoundError",
     "METHODS",
     "STIFF_METHODS",
     "InvalidInputError",
@@ -33,5 +36,7 @@ __all__ = [
     "Stats",
     "StepSizeUnderflowError",
     "odeint",
+    "odeint_adjoint",
+    "odeint_event",
     "solve",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from odebench import segments
 from odebench.errors import (
     InvalidInputError,
     MaxStepsExceededError,
@@ -20,6 +21,7 @@ from odebench.errors import (
 )
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
+from odebench.gradients.time_grad import solve_with_time_gradient, wants_time_gradient
 from odebench.solution import Solution, Stats
 from odebench.solvers import scheme
 from odebench.solvers.func import all_finite
@@ -41,7 +43,9 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
             require grad are differentiated.
         y0: initial state, any shape (a batch included), float32 or float64, CPU or CUDA.
         t: 1-D tensor of output times, strictly increasing or strictly decreasing (time units
-            of ``func``); ``t[0]`` is the initial time.
+            of ``func``); ``t[0]`` is the initial time. When ``t.requires_grad``, every entry of
+            ``t`` is differentiated, with every gradient method (the exact flow's derivative:
+            :mod:`odebench.gradients.time_grad`).
         method: one of ``odebench.METHODS``.
         rtol, atol: relative and absolute tolerances (> 0, real numbers, not bools) of the
             mixed error norm. An rtol below 100 x eps(dtype of y0) is raised to that, with a
@@ -50,7 +54,10 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
             "checkpointed".
         options: see :class:`odebench.solvers.options.SolverOptions` (step_size, max_num_steps,
             first_step, max_step, checkpoint_every, adjoint_rtol, adjoint_atol, adjoint_method,
-            seminorm, reanchor, max_num_steps_backward).
+            seminorm, reanchor, max_num_steps_backward, and torchdiffeq's step_t, jump_t,
+            perturb, dtype). A fixed-step method (euler, midpoint, rk4) without ``step_size``
+            takes one step per output interval, as torchdiffeq does: the output grid is the step
+            grid (a warning says so when it has fewer than 10 points per unit of time).
         params: extra tensors to differentiate besides ``y0`` and the module's parameters
             (a sequence, e.g. ``[w]``; a bare tensor is refused).
 
@@ -65,13 +72,17 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
     stats = Stats()
     if len(call.ts) == 1:
         return Solution(ts=t, ys=y0.unsqueeze(0), stats=stats)
-    needs_grad = torch.is_grad_enabled() and (
-        y0.requires_grad or any(p.requires_grad for p in call.params))
+    _warn_coarse_output_grid(call)
     if not torch.is_grad_enabled():  # no graph recorded: nothing a guard could protect
         call.gradient = "backprop"
-    method_solve = GRADIENTS[gradient] if needs_grad else GRADIENTS["backprop"]
+
+    def run(y_start: torch.Tensor) -> torch.Tensor:
+        return segments.solve(call if y_start is y0 else dataclasses.replace(call, y0=y_start),
+                              stats)
+
     try:
-        ys = method_solve(call, stats)
+        ys = (solve_with_time_gradient(func, y0, t, run, stats) if wants_time_gradient(t)
+              else run(y0))
     except (MaxStepsExceededError, StepSizeUnderflowError, NonFiniteError) as err:
         if err.partial is not None:  # the output times reached, as the caller's t holds them
             err.partial.ts = t[: len(err.partial.ts)].detach()
@@ -89,6 +100,20 @@ def odeint(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5"
     """
     return solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
                  options=options, params=params).ys
+
+
+def _warn_coarse_output_grid(call: OdeCall) -> None:
+    """A fixed-step method without ``step_size`` steps on the output grid (torchdiffeq's rule):
+    warn when that grid has fewer than 10 points per unit of time (``euler`` with t=[0, 1] takes
+    one step)."""
+    if call.scheme.adaptive or call.opts.step_size is not None:
+        return
+    span = abs(call.ts[-1] - call.ts[0])
+    if len(call.ts) < 10 * span:
+        warnings.warn(
+            f"method '{call.scheme.name}' without options['step_size'] takes one step per output "
+            f"interval: {len(call.ts) - 1} step(s) over a time span of {span:.6g}; pass "
+            "options={'step_size': h} or a finer t", UserWarning, stacklevel=3)
 
 
 def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: float,

@@ -35,3 +35,12 @@ class NonFiniteError(OdeBenchError, FloatingPointError):
     def __init__(self, message: str, partial: Any = None):
         super().__init__(message)
         self.partial = partial
+
+
+class EventNotFoundError(OdeBenchError, RuntimeError):
+    """``odeint_event``: ``event_fn`` did not change sign within the search horizon. ``t_reached``
+    is the time searched up to."""
+
+    def __init__(self, message: str, t_reached: float | None = None):
+        super().__init__(message)
+        self.t_reached = t_reached

@@ -22,7 +22,7 @@ def vjp(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], params: list
         y_ = y.detach().requires_grad_(True)
         fy = func(t, y_)
         if guard is not None:
-            guard.watch([fy], [y_], lambda: [func(t, y_)])
+            guard.watch([fy], [y_, t], lambda: [func(t, y_)])
         grads = torch.autograd.grad(fy, [y_, *params], grad_outputs=a, allow_unused=True)
     g_y = grads[0] if grads[0] is not None else torch.zeros_like(y)
     g_p = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads[1:], params)]

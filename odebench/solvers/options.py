@@ -9,6 +9,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
+import torch
+
 from odebench.errors import InvalidInputError
 
 
@@ -34,6 +36,17 @@ class SolverOptions:
         reanchor: ``backsolve``: replace the re-integrated state by the stored forward value at each
             output time (hides the drift; off by default so that it stays visible).
         max_num_steps_backward: step budget of the backward solve; default ``max_num_steps``.
+        step_t: times (any order; a tensor or a sequence of floats) that steps must end on; the
+            solve is split there (:mod:`odebench.segments`). Parsed into a sorted tuple of floats.
+        jump_t: times of known discontinuities of ``func`` in t: the solve is split there and
+            restarts (new initial step, no FSAL carry-over); ``func`` is evaluated one ulp inside
+            each side of the point (torchdiffeq's semantics). Sorted tuple of floats; no point may
+            also be in ``step_t``.
+        perturb: torchdiffeq's flag: evaluations at the ends of every output interval (and of
+            every step_t/jump_t piece) take the one-sided time one ulp inside the interval, so that
+            a ``func`` discontinuous in t at those points sees its one-sided limits.
+        dtype: dtype of the time tensor ``func`` receives (torch.float32 or torch.float64); by
+            default the state's. The step grid itself is always computed in float64.
     """
 
     step_size: float | None = None
@@ -47,6 +60,10 @@ class SolverOptions:
     seminorm: bool = False
     reanchor: bool = False
     max_num_steps_backward: int | None = None
+    step_t: tuple[float, ...] | None = None
+    jump_t: tuple[float, ...] | None = None
+    perturb: bool = False
+    dtype: torch.dtype | None = None
 
     @classmethod
     def parse(cls, options: dict[str, Any] | None) -> SolverOptions:
@@ -61,10 +78,21 @@ class SolverOptions:
             raise InvalidInputError(
                 f"unknown option(s) {unknown} in options; valid keys: {', '.join(valid)}"
             )
+        options = dict(options)
+        for name in ("step_t", "jump_t"):
+            if options.get(name) is not None:
+                options[name] = _time_points(name, options[name])
         hints = typing.get_type_hints(cls)
         for name, value in options.items():
             check_type(f"options['{name}']", value, hints[name])
         opts = cls(**options)
+        if opts.step_t and opts.jump_t and set(opts.step_t) & set(opts.jump_t):
+            raise InvalidInputError(
+                "options['step_t'] and options['jump_t'] share the point(s) "
+                f"{sorted(set(opts.step_t) & set(opts.jump_t))}; a point may be in only one")
+        if opts.dtype not in (None, torch.float32, torch.float64):
+            raise InvalidInputError(
+                f"options['dtype'] must be torch.float32 or torch.float64, got {opts.dtype!r}")
         for name in ("step_size", "first_step", "max_step", "adjoint_rtol", "adjoint_atol"):
             value = getattr(opts, name)
             if value is not None and not (float(value) > 0 and not math.isnan(float(value))):
@@ -111,6 +139,19 @@ def _describe(hint: Any) -> str:
         return "None"
     origin = typing.get_origin(hint) or hint
     return _KINDS[origin][1] if origin in _KINDS else f"a {getattr(origin, '__name__', hint)}"
+
+
+def _time_points(name: str, value: Any) -> tuple[float, ...]:
+    """``step_t``/``jump_t`` as a sorted tuple of distinct finite floats."""
+    try:
+        points = [float(x) for x in torch.as_tensor(value, dtype=torch.float64).reshape(-1)]
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidInputError(f"options['{name}'] must be a 1-D sequence of times: {exc}") from None
+    if not all(math.isfinite(x) for x in points):
+        raise InvalidInputError(f"options['{name}'] contains NaN or inf values")
+    if len(set(points)) != len(points):
+        raise InvalidInputError(f"options['{name}'] has repeated points")
+    return tuple(sorted(points))
 
 
 DEFAULTS = SolverOptions()
