@@ -337,6 +337,7 @@ def test_model_rows_say_the_dtype_tolerances_and_configuration_that_trained(tmp_
     assert done.extra["solver"] == {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3,
                                     "gradient": "backprop", "step_size": None}
     assert done.extra["train_config"]["iters"] == 3 and done.peer_method == "dopri5"
+    assert done.n_repeats == 3 and done.wall_forward_iqr_s >= 0  # median of 3 iterations
 
 
 def test_a_model_row_that_disagrees_with_its_record_is_refused():

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from odebench.measure.memory import SavedTensorMeter
+from odebench.measure.timing import synchronize
 from odebench.models.augmented import AugmentedNODE
 from odebench.models.cnf import CNF, TimeMLP
 from odebench.models.data import (
@@ -52,6 +53,7 @@ class TrainRecord:
             during the forward pass (``odebench.measure.memory.SavedTensorMeter``, saved-tensor
             hooks) plus what the gradient method kept itself (``Stats.saved_bytes``).
         wall_time_s: training wall clock (evaluation excluded).
+        iter_wall_s: wall clock of each iteration (forward, backward, optimiser step), seconds.
         test_metrics: named test figures (e.g. "test_nll", "test_error", "extrap_mse").
         figures: paths of the figures written.
         config: the configuration used.
@@ -71,6 +73,7 @@ class TrainRecord:
     nfe_backward: list[int] = field(default_factory=list)
     saved_bytes: list[int] = field(default_factory=list)
     wall_time_s: float = 0.0
+    iter_wall_s: list[float] = field(default_factory=list)
     test_metrics: dict[str, float] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -109,9 +112,11 @@ def _fit(
     funcs = counted(model)
     record.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     meter = SavedTensorMeter()
+    cuda = next(model.parameters()).is_cuda
     start = time.perf_counter()
     model.train()
     for it in range(iters):
+        begin = time.perf_counter()
         for f in funcs:
             f.solves.clear()
         with meter:
@@ -121,13 +126,13 @@ def _fit(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        synchronize(cuda)
+        record.iter_wall_s.append(time.perf_counter() - begin)
         solves = [s for f in funcs for s in f.solves]
         record.losses.append(float(loss.detach()))
         record.nfe_forward.append(sum(s.nfe for s in solves))
         record.nfe_backward.append(sum(s.nfe_backward for s in solves))
         record.saved_bytes.append(meter.bytes + sum(s.saved_bytes for s in solves))
-    if next(model.parameters()).is_cuda:
-        torch.cuda.synchronize()
     record.wall_time_s = time.perf_counter() - start
     model.eval()
     for f in funcs:
