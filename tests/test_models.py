@@ -302,6 +302,15 @@ def test_train_gru_baseline_learns():
     assert last < 0.8 * first, (first, last)
 
 
+def test_gru_baseline_beats_predicting_the_mean_by_far():
+    # issue 13: the committed baseline's interpolation was dominated by the first grid times
+    # (predicted from no data) and its rollout drifted (trained teacher-forced only)
+    m = tr.train_gru_baseline(iters=60).test_metrics
+    assert m["interp_mse"] < 0.05 * m["mean_interp_mse"], m
+    assert m["extrap_mse"] < 0.1 * m["mean_extrap_mse"], m
+    assert m["mean_interp_mse"] > 10  # the spirals' spread: predicting the mean is no model
+
+
 def test_train_odenet_learns_and_records_memory():
     record = tr.train_odenet(gradient="backsolve", epochs=1)
     first, last = _learned(record.losses, k=3)
@@ -328,6 +337,7 @@ def test_model_rows_say_the_dtype_tolerances_and_configuration_that_trained(tmp_
     assert done.extra["solver"] == {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3,
                                     "gradient": "backprop", "step_size": None}
     assert done.extra["train_config"]["iters"] == 3 and done.peer_method == "dopri5"
+    assert done.n_repeats == 3 and done.wall_forward_iqr_s >= 0  # median of 3 iterations
 
 
 def test_a_model_row_that_disagrees_with_its_record_is_refused():

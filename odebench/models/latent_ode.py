@@ -186,28 +186,53 @@ class LatentODE(nn.Module):
 class GRUBaseline(nn.Module):
     """Autoregressive GRU with time-gap inputs, the RNN baseline of the latent ODE.
 
-    At grid time t_i it predicts x_i from the hidden state and the gap t_i - t_{i-1}, then reads
-    [x_i * m_i, m_i, gap]. Where the conditioning mask is 0 past the last conditioning time it
-    feeds back its own prediction (extrapolation).
+    It sees what the latent ODE sees: the same recognition encoder (``kind="gru"``) reads the
+    conditioning window and its (mean, logvar) set the initial hidden state, so that the first
+    grid times are predicted from the whole window, not from nothing (without it the test
+    interpolation error was dominated by the first five grid times: MSE 15 at t_0, 0.1 past
+    t_5). At grid time t_i it predicts x_i from the hidden state and the gap t_i - t_{i-1},
+    then reads [x_i * m_i, m_i, gap]; from ``rollout_from`` on it reads its own predictions
+    (extrapolation). Observations are standardised with ``loc`` and ``scale`` (per feature,
+    set by :meth:`fit_scale` from training data), predictions returned in data units.
     """
 
-    def __init__(self, obs_dim: int = 2, hidden: int = 32):
+    def __init__(self, obs_dim: int = 2, hidden: int = 32, enc_hidden: int = 25,
+                 latent_dim: int = 4, t_ref: float = 0.0):
         super().__init__()
+        self.encoder = RecognitionEncoder(obs_dim, enc_hidden, latent_dim, kind="gru")
+        self.init = nn.Linear(2 * latent_dim, hidden)
         self.cell = nn.GRUCell(obs_dim + 2, hidden)
         self.head = nn.Sequential(
             nn.Linear(hidden + 1, hidden), nn.Tanh(), nn.Linear(hidden, obs_dim)
         )
+        self.register_buffer("loc", torch.zeros(obs_dim))
+        self.register_buffer("scale", torch.ones(obs_dim))
+        self.t_ref = t_ref
 
-    def forward(self, batch: IrregularBatch, rollout_from: int | None = None) -> torch.Tensor:
-        """One-step-ahead predictions [B, T, D].
+    def fit_scale(self, batch: IrregularBatch) -> None:
+        """Set ``loc``/``scale`` to the mean and standard deviation of ``batch``'s observed
+        values, per feature."""
+        weight = batch.mask.unsqueeze(-1)
+        count = weight.sum()
+        loc = (batch.values * weight).sum(dim=(0, 1)) / count
+        var = ((batch.values - loc).pow(2) * weight).sum(dim=(0, 1)) / count
+        self.loc.copy_(loc)
+        self.scale.copy_(var.sqrt().clamp_min(1e-6))
 
-        From grid index ``rollout_from`` on, the inputs are the model's own predictions.
+    def forward(self, cond: IrregularBatch, rollout_from: int | None = None) -> torch.Tensor:
+        """Predictions [B, T, D] at ``cond.times`` given the observations of ``cond``.
+
+        Up to grid index ``rollout_from`` (exclusive) the inputs are ``cond``'s observations;
+        from there on the model's own predictions.
         """
-        values, mask, times = batch.values, batch.mask, batch.times
-        n, steps = values.shape[0], len(times)
-        h = values.new_zeros(n, self.cell.hidden_size)
+        mask, times = cond.mask, cond.times
+        values = (cond.values - self.loc) / self.scale * mask.unsqueeze(-1)
+        scaled = IrregularBatch(times, values, mask)
+        mean, logvar = self.encoder(scaled, self.t_ref)
+        h = torch.tanh(self.init(torch.cat([mean, logvar], dim=1)))
+        n = values.shape[0]
         preds = []
-        for i in range(steps):
+        for i in range(len(times)):
             gap = (times[i] - times[i - 1] if i else times[0] * 0).expand(n, 1).to(values)
             pred = self.head(torch.cat([h, gap], dim=1))
             preds.append(pred)
@@ -216,4 +241,4 @@ class GRUBaseline(nn.Module):
             else:
                 x, m = values[:, i], mask[:, i : i + 1]
             h = self.cell(torch.cat([x * m, m, gap], dim=1), h)
-        return torch.stack(preds, dim=1)
+        return torch.stack(preds, dim=1) * self.scale + self.loc
