@@ -18,19 +18,28 @@ from collections.abc import Callable
 
 import torch
 
+from odebench import stiffness
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
 from odebench.solution import Stats
+from odebench.stiffness import StiffnessMonitor
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def gradient_solve(call: OdeCall, stats: Stats) -> torch.Tensor:
-    """Run ``call`` with its gradient method, or plain backprop when nothing is differentiated;
-    returns ys [len(call.ts), *shape]."""
+    """Run ``call`` with its gradient method, or plain backprop when nothing is differentiated,
+    watched by the stiffness monitor (explicit adaptive methods); returns ys
+    [len(call.ts), *shape]."""
     needs_grad = torch.is_grad_enabled() and (
         call.y0.requires_grad or any(p.requires_grad for p in call.params))
-    return GRADIENTS[call.gradient if needs_grad else "backprop"](call, stats)
+    monitor = StiffnessMonitor(call, stats) if stiffness.applies(call) else None
+    if monitor is not None:
+        call = dataclasses.replace(call, func=monitor.func)
+    ys = GRADIENTS[call.gradient if needs_grad else "backprop"](call, stats)
+    if monitor is not None:
+        monitor.finish()
+    return ys
 
 
 def solve(call: OdeCall, stats: Stats) -> torch.Tensor:

@@ -40,6 +40,8 @@ class SolverOptions:
             a ``func`` discontinuous in t at those points sees its one-sided limits.
         dtype: dtype of the time tensor ``func`` receives (torch.float32 or torch.float64); by
             default the state's. The step grid itself is always computed in float64.
+        stiffness_check: explicit adaptive methods: stop early with MaxStepsExceededError when
+            the problem is found stiff and the budget would run out (:mod:`odebench.stiffness`).
     """
 
     step_size: float | None = None
@@ -57,6 +59,7 @@ class SolverOptions:
     jump_t: tuple[float, ...] | None = None
     perturb: bool = False
     dtype: torch.dtype | None = None
+    stiffness_check: bool = True
 
     @classmethod
     def parse(cls, options: dict[str, Any] | None) -> SolverOptions:
@@ -80,8 +83,10 @@ class SolverOptions:
             raise InvalidInputError(
                 "options['step_t'] and options['jump_t'] share the point(s) "
                 f"{sorted(set(opts.step_t) & set(opts.jump_t))}; a point may be in only one")
-        if not isinstance(opts.perturb, bool):
-            raise InvalidInputError(f"options['perturb'] must be a bool, got {opts.perturb!r}")
+        for name in ("perturb", "stiffness_check"):
+            if not isinstance(getattr(opts, name), bool):
+                raise InvalidInputError(
+                    f"options['{name}'] must be a bool, got {getattr(opts, name)!r}")
         if opts.dtype not in (None, torch.float32, torch.float64):
             raise InvalidInputError(
                 f"options['dtype'] must be torch.float32 or torch.float64, got {opts.dtype!r}")
