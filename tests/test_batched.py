@@ -92,3 +92,15 @@ def test_refusals():
         odebench.odeint(vdp(MU), Y0, t, batch_dims=2)
     with pytest.raises(odebench.MaxStepsExceededError, match="sample"):
         odebench.odeint(vdp(MU), Y0, t, options={"max_num_steps": 3}, batch_dims=1)
+
+
+def test_per_sample_steps_study_rows():
+    """The study's rows: joint steps above the slowest sample's, per-sample counts recorded."""
+    from odebench.studies import Settings, get
+
+    study, settings = get("per_sample_steps"), Settings()
+    rows = {r.params["mode"]: study.execute(r, settings)
+            for r in study.grid(settings) if r.batch == 4 and r.params["mode"] != "torchode"}
+    assert rows["joint"].steps > rows["per_sample"].extra["steps_max"]
+    assert rows["per_sample"].steps < rows["per_sample"].extra["steps_max"]
+    assert all(r.sol_error < 1e-4 for r in rows.values())
