@@ -70,7 +70,8 @@ def odeint_event(func: Func, y0: torch.Tensor, t0: torch.Tensor, *, event_fn: Ev
     direction = -1.0 if reverse_time else 1.0
 
     def solve_to(y_start: torch.Tensor, times: list[float]) -> torch.Tensor:
-        return odeint_interface(func, y_start, torch.tensor(times, dtype=t0.dtype), **kwargs)
+        return odeint_interface(func, y_start,
+                                torch.tensor(times, dtype=t0.dtype, device=t0.device), **kwargs)
 
     with torch.no_grad():
         y_start = y0.detach()
@@ -79,7 +80,8 @@ def odeint_event(func: Func, y0: torch.Tensor, t0: torch.Tensor, *, event_fn: Ev
             raise InvalidInputError(f"odeint_event: event_fn is zero at t0={float(t0):.10g}")
 
         def g(t: float, y: torch.Tensor) -> float:
-            return float((event_fn(torch.tensor(t, dtype=t0.dtype), y) * sign0).min())
+            return float((event_fn(torch.tensor(t, dtype=t0.dtype, device=t0.device), y)
+                      * sign0).min())
 
         left, right, y_left = _bracket(solve_to, g, float(t0), y_start, direction, horizon)
         t_event = _refine(solve_to, g, left, right, y_left)
@@ -126,7 +128,7 @@ def _differentiable(func: Func, event_fn: EventFn, sign0: torch.Tensor, odeint_i
                     kwargs: dict, y0: torch.Tensor, t0: torch.Tensor, t_event: float
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The event time and the final state, with the implicit-function gradients."""
-    t_star = torch.tensor(t_event, dtype=t0.dtype)
+    t_star = torch.tensor(t_event, dtype=t0.dtype, device=t0.device)
     ys = odeint_interface(func, y0, torch.stack([t0, t_star]), **kwargs)
     y_star = ys[-1]
     g = (event_fn(t_star, y_star) * sign0).min()

@@ -6,9 +6,11 @@ interval) are implemented without the step loop's help: the integration is cut a
 into pieces, each piece a complete solve with the chosen gradient method, chained through its
 end state (the gradients flow through the joins). Each piece starts afresh (Hairer's initial step,
 the first stage evaluated anew), so a step never straddles a join; the states at the joins that
-are not output times are dropped. ``func`` is evaluated at ``nextafter(t, inside)`` at the ends
-of a piece that are ``jump_t`` points, and at the ends of every piece with ``perturb=True`` (then
-every output time is a join too).
+are not output times are dropped. ``max_num_steps`` is the budget of the whole solve: each piece
+gets what is left of it (at least one step; the error message names the piece's remainder).
+``func`` is evaluated at ``nextafter(t, inside)`` at the ends of a piece that are ``jump_t``
+points, and at the ends of every piece with ``perturb=True`` (then every output time is a join
+too).
 """
 
 from __future__ import annotations
@@ -18,19 +20,28 @@ from collections.abc import Callable
 
 import torch
 
+from odebench import stiffness
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
 from odebench.solution import Stats
+from odebench.stiffness import StiffnessMonitor
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def gradient_solve(call: OdeCall, stats: Stats) -> torch.Tensor:
-    """Run ``call`` with its gradient method, or plain backprop when nothing is differentiated;
-    returns ys [len(call.ts), *shape]."""
+    """Run ``call`` with its gradient method, or plain backprop when nothing is differentiated,
+    watched by the stiffness monitor (explicit adaptive methods); returns ys
+    [len(call.ts), *shape]."""
     needs_grad = torch.is_grad_enabled() and (
         call.y0.requires_grad or any(p.requires_grad for p in call.params))
-    return GRADIENTS[call.gradient if needs_grad else "backprop"](call, stats)
+    monitor = StiffnessMonitor(call, stats) if stiffness.applies(call) else None
+    if monitor is not None:
+        call = dataclasses.replace(call, func=monitor.func)
+    ys = GRADIENTS[call.gradient if needs_grad else "backprop"](call, stats)
+    if monitor is not None:
+        monitor.finish()
+    return ys
 
 
 def solve(call: OdeCall, stats: Stats) -> torch.Tensor:
@@ -49,7 +60,9 @@ def solve(call: OdeCall, stats: Stats) -> torch.Tensor:
         ts = [a, *inside, b]
         nudge = (opts.perturb or a in jumps, opts.perturb or b in jumps)
         func = _one_sided(call.func, a, b, *nudge) if any(nudge) else call.func
-        piece = dataclasses.replace(call, func=func, y0=y, ts=ts)
+        used = stats.n_steps + stats.n_rejected  # the budget is the whole solve's
+        budget = dataclasses.replace(opts, max_num_steps=max(opts.max_num_steps - used, 1))
+        piece = dataclasses.replace(call, func=func, y0=y, ts=ts, opts=budget)
         out = gradient_solve(piece, _PieceStats(stats))
         ys.extend(out[1:-1])
         if b in call.ts:

@@ -181,3 +181,13 @@ def test_fixed_step_without_step_size_warns_on_coarse_grid():
         odebench.odeint(switched, y0, torch.linspace(0, 1, 11, dtype=F64), method="euler")
         odebench.odeint(switched, y0, torch.tensor([0.0, 1.0], dtype=F64), method="euler",
                         options={"step_size": 0.01})
+
+
+def test_pieces_share_the_step_budget():
+    """Split at many jump_t points, the solve still stops at max_num_steps in all."""
+    y0, t = torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    jumps = [k / 20 for k in range(1, 20)]
+    sol = odebench.solve(switched, y0, t, options={"jump_t": jumps})
+    assert sol.stats.n_steps >= 20
+    with pytest.raises(odebench.MaxStepsExceededError):
+        odebench.solve(switched, y0, t, options={"jump_t": jumps, "max_num_steps": 15})

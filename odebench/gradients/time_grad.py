@@ -40,17 +40,18 @@ def solve_with_time_gradient(func: Func, y0: torch.Tensor, t: torch.Tensor,
     ``t``) so that the result is differentiable with respect to every entry of ``t``.
 
     Adds ``T`` evaluations of ``func`` (without a graph) to ``stats.nfe``: ``f(t_0, y0)`` and
-    ``f(t_i, y_i)`` for ``i >= 1``. ``t`` may have another floating dtype than ``y0``; its
-    gradient comes back in its own dtype.
+    ``f(t_i, y_i)`` for ``i >= 1``. ``t`` may have another floating dtype (or device) than
+    ``y0``; its gradient comes back in its own.
     """
     f = FlatField(func, y0.shape, y0.dtype, y0.device)
     with torch.no_grad():
         f0 = f(float(t[0]), y0.detach().reshape(-1)).view(y0.shape)
-    shift0 = (t[0] - t[0].detach()).to(y0.dtype)
+    shift0 = (t[0] - t[0].detach()).to(device=y0.device, dtype=y0.dtype)
     ys = run(y0 - shift0 * f0)
     times = t.tolist()
     with torch.no_grad():
         fs = torch.stack([f(times[i], ys[i].detach().reshape(-1)) for i in range(1, len(times))])
     stats.nfe += f.nfe
-    shifts = (t[1:] - t[1:].detach()).to(y0.dtype).view(-1, *([1] * y0.ndim))
+    shifts = (t[1:] - t[1:].detach()).to(device=y0.device, dtype=y0.dtype)
+    shifts = shifts.view(-1, *([1] * y0.ndim))
     return torch.cat([y0.unsqueeze(0), ys[1:] + shifts * fs.view(ys[1:].shape)])

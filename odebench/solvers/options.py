@@ -47,6 +47,8 @@ class SolverOptions:
             a ``func`` discontinuous in t at those points sees its one-sided limits.
         dtype: dtype of the time tensor ``func`` receives (torch.float32 or torch.float64); by
             default the state's. The step grid itself is always computed in float64.
+        stiffness_check: explicit adaptive methods: stop early with MaxStepsExceededError when
+            the problem is found stiff and the budget would run out (:mod:`odebench.stiffness`).
     """
 
     step_size: float | None = None
@@ -64,6 +66,7 @@ class SolverOptions:
     jump_t: tuple[float, ...] | None = None
     perturb: bool = False
     dtype: torch.dtype | None = None
+    stiffness_check: bool = True
 
     @classmethod
     def parse(cls, options: dict[str, Any] | None) -> SolverOptions:
