@@ -127,6 +127,7 @@ def test_nfe_growth_and_tolerance_sweep():
     assert part(runs(40.0, None), "e", "NFE during training").verdict == CONFIRMED
     assert part(runs(20.0, None), "e", "NFE during training").verdict == REFUTED
     assert part(runs(40.0, None), "e", "looser tolerance at test time").verdict == NOT_MEASURED
+    assert claim(runs(40.0, None), "e").verdict == PARTLY  # a part not measured: not confirmed
     faster = [{"rtol": 1e-7, "nfe_forward": 80, "error": 0.01},
               {"rtol": 1e-3, "nfe_forward": 20, "error": 0.02}]
     assert claim(runs(40.0, faster), "e").verdict == CONFIRMED

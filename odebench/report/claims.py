@@ -115,12 +115,11 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        """Confirmed / refuted when every measured part says so, partly when they disagree,
-        not measured when no part is measured."""
-        measured = {p.verdict for p in self.parts if p.verdict != NOT_MEASURED}
-        if not measured:
-            return NOT_MEASURED
-        return measured.pop() if len(measured) == 1 else PARTLY
+        """Confirmed / refuted when every part says so, not measured when no part is
+        measured, else partly (the parts disagree, or some are not measured)."""
+        verdicts = {p.verdict for p in self.parts}
+        return verdicts.pop() if len(verdicts) == 1 else \
+            NOT_MEASURED if verdicts == {NOT_MEASURED} else PARTLY
 
 
 @dataclass(frozen=True)
@@ -324,11 +323,13 @@ def _flat_adjoint_memory(rows: pd.DataFrame) -> Part:
         others = [c for c in ("width", "batch", "state_dim", "problem", "method", "rtol")
                   if c in group.columns]
         # the setting with the most T values: one line of memory against T
-        sizes = group.groupby([group[c].astype(str) for c in others], sort=False)["T"].nunique()
+        settings = pd.Series([repr(tuple(_key(v) for v in values))
+                              for values in group[others].itertuples(index=False)],
+                             index=group.index)
+        sizes = group.groupby(settings, sort=False)["T"].nunique()
         if sizes.empty or sizes.max() < 2:
             continue
-        line = group[[tuple(group[c].astype(str).iloc[i] for c in others) == sizes.idxmax()
-                      for i in range(len(group))]]
+        line = group[settings == sizes.idxmax()]
         adjoint = line[line["gradient"] == ADJOINT]
         backprop = line[line["gradient"] == "backprop"]
         if adjoint["T"].nunique() < 2:
@@ -386,13 +387,14 @@ def claim_backward_nfe(rows: pd.DataFrame) -> Claim:
             parts.append(Part(source, NOT_MEASURED, f"no {source} rows of odebench {ADJOINT}"))
             continue
         inside = low <= spread.median <= high
-        others = "; ".join(f"{b} {g} {s.text(_g)}" for (src, b, g), s in sorted(ratios.items())
+        others = "; ".join(f"{b} {g} {s.median:.2f} (N {s.n})"
+                           for (src, b, g), s in sorted(ratios.items())
                            if src == source and (b, g) != ("odebench", ADJOINT))
         parts.append(Part(
             source, CONFIRMED if inside else REFUTED,
             f"odebench {ADJOINT} backward/forward NFE {spread.text(_g)}, "
             f"{'inside' if inside else 'outside'} [{low:.2f}, {high:.2f}]"
-            + (f". Others: {others}" if others else "")))
+            + (f". Medians of the others: {others}" if others else "")))
     return Claim(
         key="b",
         statement="The adjoint's backward pass costs about half the function evaluations of "
