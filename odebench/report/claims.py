@@ -253,14 +253,18 @@ def _most_seeds(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _test_images(rows: pd.DataFrame) -> tuple[int, str]:
-    """The size of the digits test set: ``extra["n_test"]`` where the rows record it, else
-    that of the split the models study trains on (``odebench.models.data.digits``)."""
+    """The size of the digits test set and where it comes from: ``extra["n_test"]`` where the
+    rows record it, else that of the split the models study trains on
+    (``odebench.models.data.digits``); 0 when neither is known."""
     values = pd.to_numeric(_extra(_study(rows, "models"), "n_test"), errors="coerce").dropna()
     if len(values):
         return int(values.iloc[0]), "recorded in the rows"
-    from odebench.models.data import digits
+    try:
+        from odebench.models.data import digits
 
-    return len(digits().y_test), "the split of odebench.models.data.digits"
+        return len(digits().y_test), "the split of odebench.models.data.digits"
+    except ImportError:  # scikit-learn (the models extra) is not installed
+        return 0, ""
 
 
 def claim_accuracy(rows: pd.DataFrame) -> Claim:
