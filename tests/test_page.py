@@ -13,6 +13,7 @@ from odebench.report import build_report
 from odebench.report.cite import REFERENCES, bibtex
 from odebench.report.figures import FigureFile
 from odebench.report.html import LONG_TABLE_ROWS, dead_links, render_html, write_html
+from odebench.report.tables import Table
 from odebench.results import ResultsStore, Row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,9 +156,14 @@ def test_caption_and_sentence_attributes_are_rendered(tmp_path):
     figure = FigureFile("f", "F", [tmp_path / "f.svg"], provenance)
     figure.caption = "Error against NFE, one line per method."
     figure.sentence = "Fewest NFE at error 1e-8: dop853."
-    html = render_html([], [figure], provenance, tmp_path)
+    table = Table(name="t", title="T", frame=pd.DataFrame({"gradient": ["backprop"]}), fixed=[],
+                  provenance=provenance, studies=("s",), keys=("gradient",))
+    table.caption = "One row per gradient method."
+    table.sentence = "backprop only."
+    html = render_html([table], [figure], provenance, tmp_path)
     assert '<p class="sentence">Fewest NFE at error 1e-8: dop853.</p>' in html
     assert "Error against NFE, one line per method." in html
+    assert '<p class="sentence">backprop only.</p><p>One row per gradient method.</p>' in html
 
 
 def test_problem_and_metric_definitions(page):

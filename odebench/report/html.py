@@ -321,7 +321,9 @@ def _table(table: Table, base: Path) -> str:
         keys = [c for c in columns if c in table.keys]
         columns = [*keys, "status", *(c for c in columns if c not in keys and c != "status")]
     numeric = dict(zip(frame.columns, table.numeric(), strict=True))
-    units = {c: _unit(table._measure(c), frame[c]) for c in columns}
+    # the results column whose unit a table column takes: a pivot's cells hold its measure
+    units = {c: _unit(table.pivot if table.pivot and c not in table.keys else str(c), frame[c])
+             for c in columns}
     head = "".join(
         f'<th{"" if numeric[c] else " class=text"}>'
         f"{escape(str(c)).replace('_', '_<wbr>')}"
@@ -349,7 +351,9 @@ def _table(table: Table, base: Path) -> str:
     csv = next((p for p in table.files if p.suffix == ".csv"), None)
     fixed = f"<p>Fixed: {escape(table.fixed_text())}</p>" if table.fixed else ""
     caption = getattr(table, "caption", None)
-    caption_html = f"<p>{escape(caption)}</p>" if caption else ""
+    sentence = getattr(table, "sentence", None)
+    caption_html = (f'<p class="sentence">{escape(sentence)}</p>' if sentence else "") + (
+        f"<p>{escape(caption)}</p>" if caption else "")
     grid = (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")
     if len(frame) > LONG_TABLE_ROWS:
