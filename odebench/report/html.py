@@ -263,12 +263,15 @@ def trainer_figures(tables: Sequence[Table]) -> list[Path]:
 
 
 def _trainer_caption(path: Path) -> str:
-    """What a trainer's PNG shows, from its file name (``<model>_..._<gradient>.png``)."""
-    what = next((text for prefix, text in _TRAINER_CAPTIONS if path.name.startswith(prefix)),
-                "Figure drawn by the model's trainer")
+    """What a trainer's PNG shows, from its file name (``<model>_<data>_<gradient>.png``)."""
+    prefix, what = next(((p, text) for p, text in _TRAINER_CAPTIONS if path.name.startswith(p)),
+                        ("", "Figure drawn by the model's trainer"))
+    tokens = path.stem[len(prefix):].strip("_").split("_")
     gradient = next((g for g in ("backprop", "backsolve", "interpolated", "checkpointed")
-                     if g in path.stem.split("_")), None)
-    return f"{what}" + (f" (gradient: {gradient})." if gradient else ".")
+                     if g in tokens), None)
+    detail = " ".join(t for t in tokens if t and t not in (gradient, "nfe", "baseline"))
+    notes = [*([detail] if detail else []), *([f"gradient: {gradient}"] if gradient else [])]
+    return what + (f" ({'; '.join(notes)})." if notes else ".")
 
 
 def _trainer_section(paths: Sequence[Path], base: Path) -> str:
