@@ -106,6 +106,7 @@ def test_banner_names_the_building_head_only_when_it_differs():
         [r.to_dict() for r in rows()[:1]]))
     other = render_html([], [], provenance, Path("."), head="0ther00")
     assert "page built from HEAD <code>0ther00</code>" in other
+    assert "torch threads while timing: not recorded in these rows" in other
     assert "page built from HEAD" not in render_html([], [], provenance, Path("."), head=COMMIT)
 
 

@@ -169,9 +169,12 @@ def _banner(provenance: Provenance, rows: pd.DataFrame | None, head: str | None)
         ("torch", provenance.torch), ("scipy", provenance.scipy),
         ("torchdiffeq", provenance.torchdiffeq), ("torchode", provenance.torchode),
         ("odebench", provenance.odebench)))
+    machine = escape(provenance.machine)
+    if "torch threads" not in provenance.machine:
+        machine += " (torch threads while timing: not recorded in these rows)"
     items = (
         ("rows measured commit", f"<code>{escape(commits)}</code>{built}"),
-        ("machine", escape(provenance.machine)),
+        ("machine", machine),
         ("software", escape(software)),
         ("measured (UTC)", escape(provenance.times)),
         ("rows", f"{provenance.rows}{stopped}"),
