@@ -258,24 +258,18 @@ def _publish(session: nox.Session) -> None:
 
 
 def _where_to_look(session: nox.Session) -> None:
-    pages = [(ROOT / HTML_DIR, "asv graphs and regressions")]
-    reports = ROOT / "reports"
-    for index in sorted(reports.rglob("*.html")) if reports.is_dir() else []:
-        if (ROOT / HTML_DIR) in index.parents or index.parent in [p for p, _ in pages]:
-            continue
-        pages.append((index.parent, "odebench report"))
-    lines = ["", "Open the HTML over loopback (the pages load JSON; file:// does not work):"]
-    for port, (folder, what) in enumerate(pages, start=8080):
-        rel = folder.relative_to(ROOT)
-        names = sorted(p.name for p in folder.glob("*.html")) or ["index.html"]
-        page = "index.html" if "index.html" in names else names[0]
-        lines += [
-            f"  {what}: {rel}/{page}",
-            f"    python -m http.server {port} --bind 127.0.0.1 --directory {rel}",
-            f"    then open http://127.0.0.1:{port}/{page}",
-        ]
-        if folder == ROOT / HTML_DIR:
-            lines.append(f"    regressions: http://127.0.0.1:{port}/{page}#/regressions")
+    lines = [
+        "",
+        f"asv results are kept in {RESULTS_DIR.parent.relative_to(ROOT)}/ (one JSON file per "
+        "recorded commit; no session removes them, so the next run compares with this one).",
+        "Open the asv report over loopback (it loads JSON; file:// does not work):",
+        f"  odebench serve --dir {HTML_DIR} --port 8080",
+        "    then open http://127.0.0.1:8080/ (regressions: http://127.0.0.1:8080/#regressions)",
+    ]
+    report = ROOT / QUICK_REPORT / "index.html"
+    if report.exists():
+        lines.append(f"  odebench report of the quick studies: {report.relative_to(ROOT)} "
+                     "(opens from the file system)")
     if COMPARE_MD.exists():
         lines.append(f"  comparison (Markdown, no server needed): {COMPARE_MD.relative_to(ROOT)}")
     lines.append("  screenshots (headless chromium): scripts/screenshot_asv.sh " + HTML_DIR)

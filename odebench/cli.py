@@ -1,4 +1,5 @@
-"""Command line: ``odebench run | report | verify | problems`` (also ``python -m odebench``)."""
+"""Command line: ``odebench run | report | verify | problems | serve`` (also
+``python -m odebench``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from odebench.errors import InvalidInputError
 
 DEFAULT_RESULTS = Path("reports/data")
 DEFAULT_REPORT = Path("reports")
+DEFAULT_ASV_HTML = Path("reports/asv")
 
 log = logging.getLogger("odebench")
 
@@ -88,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="only stiff problems")
     kind.add_argument("--nonstiff", dest="stiff", action="store_const", const=False,
                       help="only non-stiff problems")
+
+    serve = sub.add_parser(
+        "serve", help="serve the asv benchmark report on 127.0.0.1 (loopback only)",
+        description="Serve a published asv report over HTTP on 127.0.0.1 only (asv's page "
+                    "fetches its data, so file:// does not work; `asv preview` binds 0.0.0.0). "
+                    "Record and publish it first with `nox -s bench`. Prints the address and "
+                    "the log-scale addresses of the gradient-error graphs; Ctrl-C stops.")
+    serve.add_argument("--dir", type=Path, default=DEFAULT_ASV_HTML,
+                       help=f"folder holding index.html (default {DEFAULT_ASV_HTML})")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     return parser
 
 
@@ -123,8 +135,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for kind, paths in outputs.items():
         for path in paths:
             log.info("%s: %s", kind, path)
-    log.info("open %s (the asv report: serve it with "
-             "`python -m http.server 8080 --bind 127.0.0.1 --directory reports/asv`)",
+    log.info("open %s (the asv report: `nox -s bench`, then `odebench serve`)",
              args.out / "index.html")
     return 0
 
@@ -186,8 +197,15 @@ def _cmd_problems(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from odebench.report.serve import serve
+
+    serve(args.dir, args.port)
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "report": _cmd_report, "verify": _cmd_verify,
-            "problems": _cmd_problems}
+            "problems": _cmd_problems, "serve": _cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ ENVIRONMENT_COLUMNS: tuple[str, ...] = (
     "hostname",
     "cpu",
     "cores",
+    "ram_bytes",
     "os_name",
     "python",
     "gpu",
@@ -113,16 +114,33 @@ def git_commit(directory: Path = _SOURCE_ROOT) -> str | None:
     return f"{sha}-dirty" if changes else sha
 
 
-def _cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+def _cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name from ``cpuinfo`` (Linux), else what ``platform`` knows."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as cpuinfo:
             for line in cpuinfo:
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or None
+
+
+def _ram_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """Physical memory in bytes: ``MemTotal`` of ``meminfo`` (Linux), else
+    ``sysconf(SC_PHYS_PAGES) x sysconf(SC_PAGE_SIZE)`` (other POSIX); ``None`` if neither."""
+    try:
+        with open(meminfo, encoding="utf-8", errors="replace") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    value, *unit = line.split(":", 1)[1].split()
+                    return int(value) * (1024 if unit and unit[0].lower() == "kb" else 1)
+    except (OSError, ValueError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _gpu_name() -> str | None:
@@ -141,6 +159,7 @@ def _collect() -> tuple[tuple[str, Any], ...]:
         hostname=platform.node() or None,
         cpu=_cpu_model(),
         cores=os.cpu_count(),
+        ram_bytes=_ram_bytes(),
         os_name=platform.platform(),
         python=platform.python_version(),
         gpu=_gpu_name(),
@@ -153,8 +172,9 @@ def environment() -> dict[str, Any]:
 
     Keys are ``ENVIRONMENT_COLUMNS``: ``<package>_version`` for each of ``PACKAGES``
     (``None`` if not installed), ``commit`` (see ``git_commit``), ``hostname``,
-    ``cpu`` (model name), ``cores`` (logical CPUs), ``os_name``, ``python``
-    (version) and ``gpu`` (CUDA device 0's name, ``None`` without one).
+    ``cpu`` (model name), ``cores`` (logical CPUs), ``ram_bytes`` (physical memory),
+    ``os_name``, ``python`` (version) and ``gpu`` (CUDA device 0's name, ``None`` without
+    one).
     """
     return dict(_collect())
 
@@ -169,9 +189,28 @@ def _distinct(values: Iterable[Any]) -> str:
     return ", ".join(seen) or "n/a"
 
 
+def _gib(value: Any) -> str | None:
+    """Bytes as GiB text, e.g. ``"7.8 GiB RAM"``; ``None`` when missing."""
+    if not isinstance(value, (int, float)) or value != value or value <= 0:
+        return None
+    return f"{value / 2**30:.1f} GiB RAM"
+
+
+def _threads(params: Any, extra: Any) -> str | None:
+    """``torch threads N`` where a row's params or extra record the timing threads."""
+    for record in (params, extra):
+        if isinstance(record, dict) and record.get("threads") is not None:
+            return f"torch threads {record['threads']}"
+    return None
+
+
 @dataclass(frozen=True)
 class Provenance:
-    """Where a set of rows came from, as text: each field lists the distinct values seen."""
+    """Where a set of rows came from, as text: each field lists the distinct values seen.
+
+    ``machine`` is ``host (CPU model, cores, RAM, torch threads, OS)`` with the parts the rows
+    record; ``times`` the first and last row's UTC time, to the minute.
+    """
 
     torch: str
     scipy: str
@@ -181,24 +220,37 @@ class Provenance:
     machine: str
     date: str
     rows: int
+    numpy: str = "n/a"
+    torchode: str = "n/a"
+    python: str = "n/a"
+    times: str = "n/a"
 
     @classmethod
     def from_rows(cls, frame: Any) -> Provenance:
         """Summarise the environment columns of ``frame`` (a pandas DataFrame of results rows)."""
 
         def column(name: str) -> list[Any]:
-            return list(frame[name]) if name in frame.columns else []
+            return list(frame[name]) if name in frame.columns else [None] * len(frame)
 
         machines = [
-            f"{host} ({cpu}, {cores} cores, {os_name})"
-            for host, cpu, cores, os_name in zip(
-                column("hostname"), column("cpu"), column("cores"), column("os_name"), strict=True
+            f"{host} ({', '.join(str(part) for part in parts if part is not None)})"
+            for host, *parts in zip(
+                column("hostname"),
+                column("cpu"),
+                [f"{n} cores" if n is not None and n == n else None for n in column("cores")],
+                [_gib(v) for v in column("ram_bytes")],
+                [_threads(p, e) for p, e in zip(column("params"), column("extra"), strict=True)],
+                column("os_name"),
+                strict=True,
             )
         ]
-        dates = sorted(str(stamp)[:10] for stamp in column("timestamp") if isinstance(stamp, str))
-        date = "n/a"
-        if dates:
+        stamps = sorted(str(stamp) for stamp in column("timestamp") if isinstance(stamp, str))
+        date, times = "n/a", "n/a"
+        if stamps:
+            dates = [stamp[:10] for stamp in stamps]
             date = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+            first, last = (stamp[:16].replace("T", " ") for stamp in (stamps[0], stamps[-1]))
+            times = first if first == last else f"{first} to {last}"
         return cls(
             torch=_distinct(column("torch_version")),
             scipy=_distinct(column("scipy_version")),
@@ -208,6 +260,10 @@ class Provenance:
             machine=_distinct(machines),
             date=date,
             rows=len(frame),
+            numpy=_distinct(column("numpy_version")),
+            torchode=_distinct(column("torchode_version")),
+            python=_distinct(column("python")),
+            times=times,
         )
 
     def items(self) -> list[tuple[str, str]]:
@@ -215,7 +271,10 @@ class Provenance:
         return [
             ("torch", self.torch),
             ("scipy", self.scipy),
+            ("numpy", self.numpy),
             ("torchdiffeq", self.torchdiffeq),
+            ("torchode", self.torchode),
+            ("python", self.python),
             ("odebench", self.odebench),
             ("commit", self.commit),
             ("machine", self.machine),

@@ -129,6 +129,7 @@ class Row:
     hostname: str | None = None
     cpu: str | None = None  # CPU model name
     cores: int | None = None  # logical CPUs
+    ram_bytes: int | None = None  # physical memory, bytes
     os_name: str | None = None
     python: str | None = None  # Python version
     gpu: str | None = None  # CUDA device name, if any

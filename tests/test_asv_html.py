@@ -232,3 +232,66 @@ def test_nox_parse_compare(monkeypatch: pytest.MonkeyPatch) -> None:
         }
     ]
     assert noxfile.parse_compare("") == []
+
+
+# --------------------------------------------------------------------------- log scale, serving
+
+
+def _publish_index(site: Path) -> None:
+    """index.json as asv publish writes it: one error benchmark, one count."""
+    (site / "index.json").write_text(json.dumps({"benchmarks": {
+        "benchmarks.GradientAccuracy.track_grad_error": {"unit": "relative L2", "type": "track"},
+        "benchmarks.Forward.track_nfe_forward": {"unit": "evaluations", "type": "track"},
+    }}))
+
+
+def test_error_benchmarks_open_on_a_log_scale(site: Path) -> None:
+    _publish_index(site)
+    make_offline(site, VENDOR)
+    script = (site / "odebench_log_scale.js").read_text()
+    assert '["benchmarks.GradientAccuracy.track_grad_error"]' in script
+    assert "y-axis-scale=log" in script and "track_nfe_forward" not in script
+    index = (site / "index.html").read_text()
+    assert index.count('<script src="odebench_log_scale.js"></script>') == 1
+    make_offline(site, VENDOR)  # idempotent
+    assert (site / "index.html").read_text().count("odebench_log_scale.js") == 1
+
+
+def test_no_error_benchmark_no_script(site: Path) -> None:
+    make_offline(site, VENDOR)  # index.json is {}
+    assert not (site / "odebench_log_scale.js").exists()
+    assert "odebench_log_scale.js" not in (site / "index.html").read_text()
+
+
+def test_serve_binds_loopback_and_serves_the_site(site: Path) -> None:
+    import threading
+    import urllib.request
+
+    from odebench.report.serve import HOST, make_server, urls
+
+    _publish_index(site)
+    with make_server(site, 0) as server:
+        assert server.server_address[0] == HOST == "127.0.0.1"
+        port = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.json", timeout=10) as r:
+                assert "track_grad_error" in r.read().decode()
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+    assert urls(site, port) == [
+        f"http://127.0.0.1:{port}/",
+        f"http://127.0.0.1:{port}/#benchmarks.GradientAccuracy.track_grad_error?y-axis-scale=log",
+    ]
+
+
+def test_serve_refuses_a_folder_without_a_page(tmp_path: Path) -> None:
+    from odebench.cli import main as odebench_main
+    from odebench.errors import InvalidInputError
+    from odebench.report.serve import make_server
+
+    with pytest.raises(InvalidInputError, match="nox -s bench"):
+        make_server(tmp_path, 0)
+    assert odebench_main(["serve", "--dir", str(tmp_path), "--port", "0"]) == 2

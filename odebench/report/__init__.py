@@ -1,4 +1,5 @@
-"""Reports from results rows: tables (Markdown, CSV, LaTeX), figures (PNG, SVG), one HTML page.
+"""Reports from results rows: tables (Markdown, CSV, LaTeX), figures (PNG, SVG), the Neural ODE
+paper's claims judged from the rows (``claims``), one HTML page (``html``).
 
 ``build_report(results_dir, out_dir)`` is the entry point. It is imported on
 first use, so that ``odebench.report.asv_html`` stays free of pandas and

@@ -14,6 +14,11 @@ protocol-relative ``//``).
 
 Plain hyperlinks (``<a href="https://…">``) are not loads and are allowed.
 
+asv 0.6.6 has no per-benchmark axis setting (its graphs take ``?y-axis-scale=log`` in the
+address). ``make_offline`` also writes ``odebench_log_scale.js`` into the site and loads it
+from ``index.html``: it opens the graph of every benchmark whose ``unit`` is in
+``LOG_SCALE_UNITS`` (the gradient errors) on a log y axis; the log button still turns it off.
+
 Only the standard library is used here.
 """
 
@@ -37,6 +42,9 @@ except Exception:  # pragma: no cover - only while the package is half-written
 __all__ = [
     "ExternalReferenceError",
     "ExternalReference",
+    "LOG_SCALE_UNITS",
+    "log_scale_benchmarks",
+    "log_scale_by_default",
     "make_offline",
     "find_external_references",
     "load_manifest",
@@ -46,6 +54,28 @@ __all__ = [
 
 #: Sub-folder of the published site that receives the vendored files.
 SITE_VENDOR_DIR = "vendor"
+
+#: Units of benchmarks that are errors (spanning decades): their graphs open on a log axis.
+LOG_SCALE_UNITS = ("relative L2",)
+
+#: The script that opens those graphs on a log axis; ``@NAMES@`` becomes a JSON list.
+LOG_SCALE_SCRIPT = "odebench_log_scale.js"
+_LOG_SCALE_JS = """// written by odebench.report.asv_html: these benchmarks' graphs open on a log y axis
+(function () {
+  var names = @NAMES@;
+  var last = null;
+  function apply() {
+    var hash = window.location.hash.replace(/^#\\/?/, "");
+    var name = decodeURIComponent(hash.split("?")[0]);
+    var arrived = name !== last;
+    last = name;
+    if (!arrived || names.indexOf(name) < 0 || /[?&]y-axis-scale=/.test(hash)) { return; }
+    window.location.replace("#" + hash + (hash.indexOf("?") < 0 ? "?" : "&") + "y-axis-scale=log");
+  }
+  window.addEventListener("hashchange", apply);
+  apply();
+})();
+"""
 
 _EXTERNAL = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
 _CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]*)\1\s*\)|@import\s+(['"])([^'"]*)\3""", re.I)
@@ -297,6 +327,7 @@ def make_offline(html_dir: Path, vendor_dir: Path) -> list[str]:
                 continue  # vendored examples/docs are not part of the report
             replaced.extend(_rewrite_html(path, site_vendor, mapping))
 
+    log_scale_by_default(html_dir)
     left = find_external_references(html_dir)
     if left:
         lines = "\n  ".join(str(r) for r in left)
@@ -306,6 +337,36 @@ def make_offline(html_dir: Path, vendor_dir: Path) -> list[str]:
             left,
         )
     return replaced
+
+
+def log_scale_benchmarks(html_dir: Path, units: tuple[str, ...] = LOG_SCALE_UNITS) -> list[str]:
+    """Names of the published benchmarks (``index.json``) whose unit is one of ``units``."""
+    try:
+        index = json.loads((Path(html_dir) / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    benchmarks = index.get("benchmarks") if isinstance(index, dict) else None
+    return sorted(name for name, info in (benchmarks or {}).items()
+                  if isinstance(info, dict) and info.get("unit") in units)
+
+
+def log_scale_by_default(html_dir: Path) -> list[str]:
+    """Write ``LOG_SCALE_SCRIPT`` for the error benchmarks and load it from ``index.html``
+    (once). Returns the benchmark names; writes nothing when there are none."""
+    html_dir = Path(html_dir)
+    names = log_scale_benchmarks(html_dir)
+    if not names:
+        return []
+    script = _LOG_SCALE_JS.replace("@NAMES@", json.dumps(names))
+    (html_dir / LOG_SCALE_SCRIPT).write_text(script, encoding="utf-8")
+    index = html_dir / "index.html"
+    page = index.read_text(encoding="utf-8")
+    tag = f'<script src="{LOG_SCALE_SCRIPT}"></script>'
+    if tag not in page:
+        page = page.replace("</body>", f"  {tag}\n</body>", 1) if "</body>" in page \
+            else page + tag + "\n"
+        index.write_text(page, encoding="utf-8")
+    return names
 
 
 # --------------------------------------------------------------------------- CLI

@@ -10,15 +10,13 @@ import os
 from pathlib import Path
 
 from odebench.environment import Provenance
+from odebench.report.claims import evaluate_claims, write_claims
 from odebench.report.figures import build_figures
 from odebench.report.html import write_html
 from odebench.report.tables import build_tables, write_table
 from odebench.results import ResultsStore
 
 __all__ = ["build_report", "main"]
-
-#: The asv report published by ``nox -s bench`` (relative to the repository root).
-ASV_INDEX = Path("reports/asv/index.html")
 
 
 def build_report(
@@ -27,19 +25,22 @@ def build_report(
     """Write the report of the rows under ``results_dir`` into ``out_dir``.
 
     Writes ``out_dir/tables/<name>.{md,csv,tex}`` for each table whose study has
-    rows, ``out_dir/figures/<name>.{png,svg}`` for each figure with plottable rows,
+    rows, ``out_dir/tables/claims.md`` (the paper's claims judged from the rows),
+    ``out_dir/figures/<name>.{png,svg}`` for each figure with plottable rows,
     and ``out_dir/index.html``. Returns the written paths under the keys
-    ``"tables"``, ``"figures"`` and ``"html"``.
+    ``"tables"``, ``"claims"``, ``"figures"`` and ``"html"``.
     """
     out = Path(out_dir)
     rows = ResultsStore(results_dir).rows()
     tables = build_tables(rows)
     table_files = [path for table in tables for path in write_table(table, out / "tables")]
     figures = build_figures(rows, out / "figures")
-    asv_href = Path(os.path.relpath(ASV_INDEX, out)).as_posix()
-    page = write_html(tables, figures, Provenance.from_rows(rows), out, asv_href=asv_href)
+    claims = evaluate_claims(rows)
+    claims_file = write_claims(claims, out / "tables")
+    page = write_html(tables, figures, Provenance.from_rows(rows), out, claims=claims, rows=rows)
     return {
         "tables": table_files,
+        "claims": [claims_file],
         "figures": [path for figure in figures for path in figure.files],
         "html": [page],
     }

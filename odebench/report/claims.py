@@ -1,0 +1,674 @@
+"""The Neural ODE paper's claims, each judged by code from the results rows.
+
+Chen, Rubanova, Bettencourt & Duvenaud, "Neural Ordinary Differential Equations", NeurIPS 2018
+(arXiv:1806.07366), and its public discussion, make claims that odebench's studies measure.
+``evaluate_claims(rows)`` returns one ``Claim`` per claim: its parts, each with a verdict
+(``VERDICTS``) and the numbers behind it, all computed from ``rows`` (a DataFrame of results
+rows as ``ResultsStore.rows()`` returns it). Nothing here is a measured number: the only
+constants are the paper's own figures (quoted in the claims' text, with their source) and the
+thresholds that turn numbers into verdicts, each declared below with its reason. A claim
+whose rows are absent is "not measured", with the reason.
+
+``to_markdown(claims)`` is ``reports/tables/claims.md``; ``odebench.report.html`` renders the
+same claims at the top of the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from odebench.reference.settings import IMPLICIT_METHODS
+from odebench.report.tables import as_dict
+from odebench.results import COLUMNS
+
+__all__ = [
+    "CLAIMS",
+    "CONFIRMED",
+    "NOT_MEASURED",
+    "PARTLY",
+    "REFUTED",
+    "VERDICTS",
+    "Claim",
+    "Link",
+    "Part",
+    "Spread",
+    "evaluate_claims",
+    "to_markdown",
+    "write_claims",
+]
+
+CONFIRMED, REFUTED, PARTLY, NOT_MEASURED = "confirmed", "refuted", "partly", "not measured"
+#: The verdicts a claim or a part of one can take.
+VERDICTS: tuple[str, ...] = (CONFIRMED, REFUTED, PARTLY, NOT_MEASURED)
+
+#: (a) "about 1/3 of the parameters": any ratio up to one half counts as "far fewer".
+PARAM_RATIO_MAX = 0.5
+#: (a), (c) O(1) memory: saved bytes may vary by this factor over the grid and still be flat.
+FLAT_MEMORY_FACTOR = 1.1
+#: (b) "about half the forward NFE": a median backward/forward ratio within a factor 1.5 of 0.5.
+HALF_BAND = (0.5 / 1.5, 0.5 * 1.5)
+#: (c) "high memory cost": backprop saves at least this many times the adjoint's bytes.
+MEMORY_COST_FACTOR = 2.0
+#: (c) "extra numerical error": backprop less accurate in at least this share of the
+#: configurations confirms, in at most ``1 - MAJORITY`` refutes, in between is "partly".
+MAJORITY = 0.75
+#: (d) the gradient error above which a gradient counts as drifted (the issue's 1e-3).
+DRIFT_THRESHOLD = 1e-3
+#: (e) "NFE grows during training": last-epoch NFE over first-epoch NFE above this.
+NFE_GROWTH_FACTOR = 1.1
+#: (f) "need implicit methods": an explicit method costs at least this many times the NFE.
+STIFF_COST_FACTOR = 10.0
+
+#: The adjoint method of the paper (Chen et al. 2018, Alg. 1): backward integration of the state.
+ADJOINT = "backsolve"
+#: The implicit method the stiff claim compares with.
+IMPLICIT_REFERENCE = "rodas5p"
+#: odebench's implicit methods; with SciPy's (``IMPLICIT_METHODS``) the methods not "explicit".
+ODEBENCH_IMPLICIT = ("rodas5p", "rodas4")
+
+#: Columns that, with the gradient, define one configuration of a run.
+CONFIG_COLUMNS = (
+    "study", "problem", "backend", "method", "rtol", "atol", "dtype", "device",
+    "T", "width", "batch", "state_dim", "seminorm",
+)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table or figure of the report backing a claim: ``kind`` "table" or "figure", and its
+    file stem (``TableSpec.name`` / the figure's name). The page links ``#<kind>-<name>``."""
+
+    kind: str
+    name: str
+
+    @property
+    def anchor(self) -> str:
+        return f"{self.kind}-{self.name}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One measurable part of a claim: a verdict and the numbers behind it (text)."""
+
+    name: str
+    verdict: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim, where it is made, its parts and the report items behind them."""
+
+    key: str
+    statement: str
+    source: str
+    parts: tuple[Part, ...]
+    links: tuple[Link, ...]
+    data: str = ""  # what our data is, where it differs from the paper's
+
+    @property
+    def verdict(self) -> str:
+        """Confirmed / refuted when every part says so, not measured when no part is
+        measured, else partly (the parts disagree, or some are not measured)."""
+        verdicts = {p.verdict for p in self.parts}
+        return verdicts.pop() if len(verdicts) == 1 else \
+            NOT_MEASURED if verdicts == {NOT_MEASURED} else PARTLY
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median, quartiles, extremes and count of a set of numbers."""
+
+    median: float
+    q1: float
+    q3: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Spread | None:
+        """The spread of the finite ``values``; ``None`` when there is none."""
+        data = np.asarray([float(v) for v in values if _finite(v)], dtype=np.float64)
+        if data.size == 0:
+            return None
+        q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75])
+        return cls(float(median), float(q1), float(q3), float(data.min()), float(data.max()),
+                   int(data.size))
+
+    def text(self, fmt: Callable[[float], str] = lambda v: f"{v:.3g}") -> str:
+        """``median m (IQR q1-q3, range lo-hi, N n)``, compact when N is 1."""
+        if self.n == 1:
+            return f"{fmt(self.median)} (N 1)"
+        return (f"median {fmt(self.median)} (IQR {fmt(self.q1)}-{fmt(self.q3)}, "
+                f"range {fmt(self.low)}-{fmt(self.high)}, N {self.n})")
+
+
+# --------------------------------------------------------------------------- row helpers
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and \
+        math.isfinite(float(value))
+
+
+def _study(rows: pd.DataFrame, *studies: str) -> pd.DataFrame:
+    if rows.empty or "study" not in rows.columns:
+        return rows.iloc[0:0]
+    return rows[rows["study"].isin(studies)]
+
+
+def _ok(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["status"] == "ok"] if "status" in rows.columns else rows
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    """The numeric column ``name`` (NaN where missing or absent)."""
+    if name not in rows.columns:
+        return pd.Series(np.nan, index=rows.index, dtype=float)
+    return pd.to_numeric(rows[name], errors="coerce")
+
+
+def _extra(rows: pd.DataFrame, key: str) -> pd.Series:
+    """``extra[key]`` of each row (None where absent)."""
+    values = rows["extra"] if "extra" in rows.columns else [None] * len(rows)
+    return pd.Series([as_dict(v).get(key) for v in values], index=rows.index, dtype=object)
+
+
+def _seed(rows: pd.DataFrame) -> pd.Series:
+    params = rows["params"] if "params" in rows.columns else [None] * len(rows)
+    return pd.Series([as_dict(v).get("seed", 0) for v in params], index=rows.index)
+
+
+def _key(value: Any) -> Any:
+    """A hashable stand-in for grouping: missing values are None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def _configs(rows: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, pd.Series]]:
+    """Rows by configuration (``CONFIG_COLUMNS``), then by gradient: the latest row each."""
+    columns = [c for c in CONFIG_COLUMNS if c in rows.columns]
+    ordered = rows.sort_values("timestamp", kind="stable") if "timestamp" in rows.columns \
+        else rows
+    grouped: dict[tuple[Any, ...], dict[str, pd.Series]] = {}
+    for _, row in ordered.iterrows():
+        config = tuple(_key(row[c]) for c in columns)
+        grouped.setdefault(config, {})[str(row["gradient"])] = row
+    return grouped
+
+
+def _span(values: pd.Series, fmt: Callable[[float], str]) -> str:
+    """``lo-hi`` of ``values``, or one value when they are all equal."""
+    low, high = fmt(values.min()), fmt(values.max())
+    return low if low == high else f"{low}-{high}"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:.3g} MB"
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}"
+
+
+# --------------------------------------------------------------------------- (a)
+
+
+def _model_runs(rows: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The ok runs of ``model`` with their test error, seed and parameter count."""
+    runs = _ok(_study(rows, "models"))
+    runs = runs[runs["model"] == model] if "model" in runs.columns else runs.iloc[0:0]
+    return runs.assign(
+        test_error=pd.to_numeric(_extra(runs, "test_error"), errors="coerce"),
+        n_params=pd.to_numeric(_extra(runs, "n_params"), errors="coerce"),
+        seed=_seed(runs),
+    ).dropna(subset=["test_error"])
+
+
+def _most_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the gradient method with the most seeds (first in row order on ties),
+    the latest row per seed."""
+    counts = runs.groupby("gradient", sort=False)["seed"].nunique()
+    chosen = runs[runs["gradient"] == counts.idxmax()]
+    if "timestamp" in chosen.columns:
+        chosen = chosen.sort_values("timestamp", kind="stable")
+    return chosen.drop_duplicates("seed", keep="last")
+
+
+def _test_images(rows: pd.DataFrame) -> tuple[int, str]:
+    """The size of the digits test set and where it comes from: ``extra["n_test"]`` where the
+    rows record it, else that of the split the models study trains on
+    (``odebench.models.data.digits``); 0 when neither is known."""
+    values = pd.to_numeric(_extra(_study(rows, "models"), "n_test"), errors="coerce").dropna()
+    if len(values):
+        return int(values.iloc[0]), "recorded in the rows"
+    try:
+        from odebench.models.data import digits
+
+        return len(digits().y_test), "the split of odebench.models.data.digits"
+    except ImportError:  # scikit-learn (the models extra) is not installed
+        return 0, ""
+
+
+def claim_accuracy(rows: pd.DataFrame) -> Claim:
+    """(a) ODE-Net matches ResNet's test error with fewer parameters and O(1) memory."""
+    ode, res = _model_runs(rows, "odenet"), _model_runs(rows, "resnet")
+    parts = []
+    n_test, n_source = _test_images(rows) if not (ode.empty and res.empty) else (0, "")
+    if ode.empty or res.empty:
+        missing = "ODE-Net" if ode.empty else "ResNet"
+        parts += [Part("test error", NOT_MEASURED, f"no {missing} run with a test error"),
+                  Part("parameters", NOT_MEASURED, f"no {missing} run")]
+    else:
+        ode, res = _most_seeds(ode), _most_seeds(res)
+        e_ode, e_res = Spread.of(ode["test_error"]), Spread.of(res["test_error"])
+        assert e_ode is not None and e_res is not None
+        # one misclassified image, when the rows say how many there are; else the seed range
+        image = 1.0 / n_test if n_test else 0.0
+        tolerance = max(e_res.high - e_res.low, image)
+        gap = e_ode.median - e_res.median
+        verdict = CONFIRMED if gap <= tolerance else REFUTED
+        parts.append(Part(
+            "test error", verdict,
+            f"ODE-Net ({ode['gradient'].iloc[0]}, seeds {sorted(ode['seed'].tolist())}) "
+            f"{e_ode.text(_pct)}; ResNet {e_res.text(_pct)}; gap of the medians {_pct(gap)} "
+            f"{'within' if verdict == CONFIRMED else 'beyond'} the tolerance {_pct(tolerance)} "
+            "(ResNet's seed range, at least one test image)"))
+        p_ode, p_res = ode["n_params"].median(), res["n_params"].median()
+        if _finite(p_ode) and _finite(p_res) and p_res > 0:
+            ratio = p_ode / p_res
+            parts.append(Part(
+                "parameters", CONFIRMED if ratio <= PARAM_RATIO_MAX else REFUTED,
+                f"{int(p_ode):,} vs {int(p_res):,} parameters: {_x(ratio)} "
+                f"(claim: at most {PARAM_RATIO_MAX:g}x counts as far fewer)"))
+        else:
+            parts.append(Part("parameters", NOT_MEASURED, "no parameter count in the rows"))
+    parts.append(_flat_adjoint_memory(rows))
+    data = "scikit-learn digits (8x8 images)"
+    data += f", {n_test} test images ({n_source})" if n_test else ""
+    data += "; the paper: MNIST, 10,000 test images"
+    return Claim(
+        key="a",
+        statement="ODE-Net matches ResNet's test error with about 1/3 of the parameters and "
+                  "O(1) memory (paper: 0.42% vs 0.41% test error on MNIST, 0.22M vs 0.60M "
+                  "parameters).",
+        source="Chen et al. 2018, Table 1",
+        parts=tuple(parts),
+        links=(Link("table", "models_classifier"), Link("figure", "memory_scaling"),
+               Link("table", "memory")),
+        data=data,
+    )
+
+
+def _flat_adjoint_memory(rows: pd.DataFrame) -> Part:
+    """O(1) memory: the adjoint's saved bytes stay flat over T while backprop's grow."""
+    data = _ok(_study(rows, "memory_scaling"))
+    data = data.assign(saved=_column(data, "saved_bytes"), T=_column(data, "T")).dropna(
+        subset=["saved", "T"])
+    texts, verdicts = [], []
+    for backend, group in data.groupby("backend", sort=True):
+        others = [c for c in ("width", "batch", "state_dim", "problem", "method", "rtol")
+                  if c in group.columns]
+        # the setting with the most T values: one line of memory against T
+        settings = pd.Series([repr(tuple(_key(v) for v in values))
+                              for values in group[others].itertuples(index=False)],
+                             index=group.index)
+        sizes = group.groupby(settings, sort=False)["T"].nunique()
+        if sizes.empty or sizes.max() < 2:
+            continue
+        line = group[settings == sizes.idxmax()]
+        adjoint = line[line["gradient"] == ADJOINT]
+        backprop = line[line["gradient"] == "backprop"]
+        if adjoint["T"].nunique() < 2:
+            continue
+        spread = adjoint["saved"].max() / adjoint["saved"].min()
+        flat = spread <= FLAT_MEMORY_FACTOR
+        verdicts.append(flat)
+        t_lo, t_hi = adjoint["T"].min(), adjoint["T"].max()
+        text = (f"{backend} {ADJOINT} saves {_span(adjoint['saved'], _mb)} "
+                f"for T {t_lo:g}-{t_hi:g}")
+        if backprop["T"].nunique() >= 2:
+            text += f" (backprop {_span(backprop['saved'], _mb)})"
+        texts.append(text)
+    if not verdicts:
+        return Part("O(1) memory", NOT_MEASURED, "no memory_scaling rows of the adjoint at two "
+                    "or more T")
+    verdict = CONFIRMED if all(verdicts) else REFUTED if not any(verdicts) else PARTLY
+    return Part("O(1) memory", verdict, "; ".join(texts) +
+                f" (flat: max/min at most {FLAT_MEMORY_FACTOR:g})")
+
+
+# --------------------------------------------------------------------------- (b)
+
+
+def _nfe_ratios(rows: pd.DataFrame) -> dict[tuple[str, str, str], Spread]:
+    """Backward / forward NFE per (source, backend, gradient): source "training" (models rows,
+    the mean over training where recorded) or "benchmarks" (every other study's gradient
+    runs)."""
+    data = _ok(rows)
+    if data.empty or "gradient" not in data.columns:
+        return {}
+    data = data[data["gradient"].notna()]
+    fwd, bwd = _column(data, "nfe_forward"), _column(data, "nfe_backward")
+    ratio = (bwd / fwd.where(fwd > 0)).astype(float)
+    training = data["study"] == "models"
+    recorded = pd.to_numeric(_extra(data, "nfe_backward_over_forward"), errors="coerce")
+    ratio = ratio.where(~(training & recorded.notna()), recorded)
+    data = data.assign(ratio=ratio, source=np.where(training, "training", "benchmarks"))
+    out = {}
+    for (source, backend, gradient), group in data.groupby(["source", "backend", "gradient"]):
+        spread = Spread.of(group["ratio"])
+        if spread is not None:
+            out[(str(source), str(backend), str(gradient))] = spread
+    return out
+
+
+def claim_backward_nfe(rows: pd.DataFrame) -> Claim:
+    """(b) The adjoint's backward pass needs about half the forward NFE."""
+    ratios = _nfe_ratios(rows)
+    parts = []
+    low, high = HALF_BAND
+    for source in ("training", "benchmarks"):
+        spread = ratios.get((source, "odebench", ADJOINT))
+        if spread is None:
+            parts.append(Part(source, NOT_MEASURED, f"no {source} rows of odebench {ADJOINT}"))
+            continue
+        inside = low <= spread.median <= high
+        others = "; ".join(f"{b} {g} {s.median:.2f} (N {s.n})"
+                           for (src, b, g), s in sorted(ratios.items())
+                           if src == source and (b, g) != ("odebench", ADJOINT))
+        parts.append(Part(
+            source, CONFIRMED if inside else REFUTED,
+            f"odebench {ADJOINT} backward/forward NFE {spread.text(_g)}, "
+            f"{'inside' if inside else 'outside'} [{low:.2f}, {high:.2f}]"
+            + (f". Medians of the others: {others}" if others else "")))
+    return Claim(
+        key="b",
+        statement="The adjoint's backward pass costs about half the function evaluations of "
+                  "the forward pass.",
+        source="Chen et al. 2018, Fig. 3 (c)",
+        parts=tuple(parts),
+        links=(Link("table", "models_nfe_ratio"), Link("figure", "models_nfe_ratio"),
+               Link("table", "nfe")),
+        data="training: the models study (mean over training per run); benchmarks: the "
+             "gradient runs of the other studies",
+    )
+
+
+# --------------------------------------------------------------------------- (c)
+
+
+def _paired(rows: pd.DataFrame, column: str) -> list[float]:
+    """``backprop / adjoint`` of ``column`` over configurations that ran both, ok."""
+    ratios = []
+    for by_gradient in _configs(_ok(_study(rows, "gradient_accuracy", "lorenz_drift",
+                                           "memory_scaling"))).values():
+        if "backprop" in by_gradient and ADJOINT in by_gradient:
+            a, b = by_gradient["backprop"].get(column), by_gradient[ADJOINT].get(column)
+            if _finite(a) and _finite(b) and b > 0:
+                ratios.append(float(a) / float(b))
+    return ratios
+
+
+def claim_backprop_cost(rows: pd.DataFrame) -> Claim:
+    """(c) Backpropagating through the solver has a high memory cost and extra error."""
+    memory = Spread.of(_paired(rows, "saved_bytes"))
+    if memory is None:
+        mem = Part("memory", NOT_MEASURED, f"no configuration ran both backprop and {ADJOINT} "
+                   "with saved bytes")
+    else:
+        mem = Part("memory", CONFIRMED if memory.median >= MEMORY_COST_FACTOR else REFUTED,
+                   f"backprop's saved bytes / {ADJOINT}'s, per configuration: "
+                   f"{memory.text(_x)} (high: at least {MEMORY_COST_FACTOR:g}x)")
+    pairs = _paired(rows, "grad_error")
+    error = Spread.of(pairs)
+    if error is None:
+        err = Part("numerical error", NOT_MEASURED, f"no configuration ran both backprop and "
+                   f"{ADJOINT} with a gradient error")
+    else:
+        worse = sum(r > 1 for r in pairs)
+        share = worse / len(pairs)
+        verdict = CONFIRMED if share >= MAJORITY else REFUTED if share <= 1 - MAJORITY \
+            else PARTLY
+        err = Part("numerical error", verdict,
+                   f"backprop's gradient error / {ADJOINT}'s, per configuration: "
+                   f"{error.text(_g)}; backprop less accurate in {worse} of {len(pairs)} "
+                   f"(confirmed from {MAJORITY:.0%}, refuted up to {1 - MAJORITY:.0%})")
+    return Claim(
+        key="c",
+        statement="Don't backpropagate through the solver's operations: it has a high memory "
+                  "cost and introduces extra numerical error.",
+        source="Chen et al. 2018, Sec. 2",
+        parts=(mem, err),
+        links=(Link("table", "memory"), Link("table", "gradient_error"),
+               Link("table", "lorenz_drift")),
+        data="configurations of gradient_accuracy, lorenz_drift and memory_scaling that ran "
+             f"both backprop and {ADJOINT} (same problem, backend, tolerances, T, sizes)",
+    )
+
+
+# --------------------------------------------------------------------------- (d)
+
+
+def _drift(group: pd.DataFrame) -> tuple[float | None, tuple[float, str] | None, float]:
+    """(first T whose gradient error passes the threshold, (first T stopped, status), the
+    largest ok error) of one method's Lorenz rows."""
+    group = group.assign(T=_column(group, "T"), err=_column(group, "grad_error")).sort_values("T")
+    ok = group[group["status"] == "ok"]
+    passed = ok[ok["err"] > DRIFT_THRESHOLD]
+    stopped = group[group["status"] != "ok"]
+    first_stop = (float(stopped["T"].iloc[0]), str(stopped["status"].iloc[0])) \
+        if len(stopped) else None
+    return (float(passed["T"].iloc[0]) if len(passed) else None, first_stop,
+            float(ok["err"].max()) if ok["err"].notna().any() else math.nan)
+
+
+def claim_backsolve_drift(rows: pd.DataFrame) -> Claim:
+    """(d) Backsolve's reverse integration drifts on Lorenz; the other methods do not."""
+    data = _study(rows, "lorenz_drift")
+    data = data[_column(data, "T").notna()] if not data.empty else data
+    if data.empty:
+        part = Part("drift", NOT_MEASURED, "no lorenz_drift rows")
+        return _drift_claim((part,))
+    texts, backsolve_drifts, others_drift = [], [], []
+    for (backend, gradient), group in data.groupby(["backend", "gradient"], sort=True):
+        passed, stop, worst = _drift(group)
+        t_range = f"T {group['T'].min():g}-{group['T'].max():g}"
+        if str(gradient).startswith(ADJOINT):
+            backsolve_drifts.append(passed is not None or stop is not None)
+            text = f"{backend} {gradient}: error passes {DRIFT_THRESHOLD:g} at " + (
+                f"T {passed:g}" if passed is not None else f"no T ({t_range})")
+            text += f", stops at T {stop[0]:g} ({stop[1]})" if stop else ", never stops"
+            texts.insert(0, text)
+        else:
+            others_drift.append(passed is not None)
+            texts.append(f"{backend} {gradient}: largest error {_g(worst)} over {t_range}"
+                         + (f", passes at T {passed:g}" if passed is not None else "")
+                         + (f", stops at T {stop[0]:g} ({stop[1]})" if stop else ""))
+    if not backsolve_drifts:
+        part = Part("drift", NOT_MEASURED, f"no lorenz_drift rows of {ADJOINT}")
+    elif all(backsolve_drifts) and not any(others_drift):
+        part = Part("drift", CONFIRMED, "; ".join(texts))
+    elif not any(backsolve_drifts):
+        part = Part("drift", REFUTED, "; ".join(texts))
+    else:
+        part = Part("drift", PARTLY, "; ".join(texts))
+    return _drift_claim((part,))
+
+
+def _drift_claim(parts: tuple[Part, ...]) -> Claim:
+    return Claim(
+        key="d",
+        statement="The backsolve adjoint's reverse integration drifts on chaotic systems: on "
+                  "Lorenz its gradient error grows with T, the other methods' do not.",
+        source="public discussion (e.g. Gholami et al. 2019, ANODE; Zhuang et al. 2020, ACA)",
+        parts=parts,
+        links=(Link("table", "lorenz_drift"), Link("figure", "lorenz_drift")),
+        data=f"Lorenz-63, gradient error relative L2; drifted: above {DRIFT_THRESHOLD:g}",
+    )
+
+
+# --------------------------------------------------------------------------- (e)
+
+
+def claim_nfe_growth(rows: pd.DataFrame) -> Claim:
+    """(e) NFE grows during training; a looser tolerance at test time buys speed."""
+    runs = _ok(_study(rows, "models"))
+    first = pd.to_numeric(_extra(runs, "nfe_forward_first"), errors="coerce")
+    last = pd.to_numeric(_extra(runs, "nfe_forward_last"), errors="coerce")
+    growth = (last / first.where(first > 0)).dropna()
+    spread = Spread.of(growth)
+    if spread is None:
+        grow = Part("NFE during training", NOT_MEASURED, "no models row records the forward "
+                    "NFE of its first and last epochs")
+    else:
+        grown = int((growth > NFE_GROWTH_FACTOR).sum())
+        grow = Part("NFE during training",
+                    CONFIRMED if spread.median > NFE_GROWTH_FACTOR else REFUTED,
+                    f"last-epoch / first-epoch forward NFE per run: {spread.text(_x)}; grew "
+                    f"by more than {NFE_GROWTH_FACTOR:g}x in {grown} of {spread.n} runs")
+    return Claim(
+        key="e",
+        statement="The number of function evaluations grows during training; at test time a "
+                  "looser tolerance buys speed at a small cost in accuracy.",
+        source="Chen et al. 2018, Fig. 3 (a, b, d)",
+        parts=(grow, _tolerance_sweep(runs)),
+        links=(Link("figure", "models_nfe"), Link("table", "models")),
+        data="the models study's runs (each on its own data set)",
+    )
+
+
+def _tolerance_sweep(runs: pd.DataFrame) -> Part:
+    """Test-time NFE against rtol of a trained model: ``extra["tolerance_sweep"]``, a list of
+    ``{"rtol", "nfe_forward", "error"}`` per evaluation tolerance."""
+    texts, faster = [], []
+    for model, sweep in zip(runs.get("model", []), _extra(runs, "tolerance_sweep"), strict=False):
+        points = sorted((p for p in sweep or [] if _finite(p.get("rtol"))
+                         and _finite(p.get("nfe_forward"))), key=lambda p: p["rtol"])
+        if len(points) < 2:
+            continue
+        tight, loose = points[0], points[-1]
+        faster.append(loose["nfe_forward"] < tight["nfe_forward"])
+        text = (f"{model}: rtol {tight['rtol']:g} -> {loose['rtol']:g}, NFE "
+                f"{tight['nfe_forward']:g} -> {loose['nfe_forward']:g}")
+        if _finite(tight.get("error")) and _finite(loose.get("error")):
+            text += f", error {_g(tight['error'])} -> {_g(loose['error'])}"
+        texts.append(text)
+    if not faster:
+        return Part("looser tolerance at test time", NOT_MEASURED,
+                    "no models row evaluates its trained model at several tolerances "
+                    "(extra['tolerance_sweep'])")
+    verdict = CONFIRMED if all(faster) else REFUTED if not any(faster) else PARTLY
+    return Part("looser tolerance at test time", verdict, "; ".join(texts))
+
+
+# --------------------------------------------------------------------------- (f)
+
+
+def _explicit(method: Any) -> bool:
+    return isinstance(method, str) and method not in ODEBENCH_IMPLICIT + IMPLICIT_METHODS
+
+
+def claim_stiff(rows: pd.DataFrame) -> Claim:
+    """(f) On stiff problems an explicit method costs far more than an implicit one."""
+    data = _study(rows, "stiff")
+    if not data.empty and "gradient" in data.columns:
+        data = data[data["gradient"].isna()]
+    texts, verdicts = [], []
+    columns = ["problem", "rtol", "dtype"]
+    for (problem, rtol, dtype), group in (data.groupby(columns, sort=True) if not data.empty
+                                          else []):
+        implicit = _ok(group[group["method"] == IMPLICIT_REFERENCE])
+        explicit = group[[_explicit(m) for m in group["method"]]]
+        if implicit.empty or explicit.empty:
+            continue
+        base = float(_column(implicit, "nfe_forward").iloc[-1])
+        for _, row in explicit.iterrows():
+            projected = as_dict(row.get("extra")).get("projected_nfe")
+            if row["status"] == "ok" and _finite(row.get("nfe_forward")):
+                cost, how = float(row["nfe_forward"]), "NFE"
+            elif _finite(projected):
+                cost, how = float(projected), f"projected NFE ({row['status']} at t=" + \
+                    f"{as_dict(row.get('extra')).get('t_reached', float('nan')):.3g})"
+            else:
+                continue
+            ratio = cost / base
+            verdicts.append(ratio >= STIFF_COST_FACTOR)
+            texts.append(f"{problem} ({dtype}, rtol {rtol:g}): {row['method']} {how} "
+                         f"{cost:,.0f} vs {IMPLICIT_REFERENCE} {base:,.0f} ({ratio:,.0f}x)")
+    if not verdicts:
+        part = Part("explicit cost", NOT_MEASURED, f"no stiff problem ran both an explicit "
+                    f"method and {IMPLICIT_REFERENCE} at one tolerance")
+    else:
+        verdict = CONFIRMED if all(verdicts) else REFUTED if not any(verdicts) else PARTLY
+        part = Part("explicit cost", verdict, "; ".join(texts) +
+                    f" (far more: at least {STIFF_COST_FACTOR:g}x)")
+    return Claim(
+        key="f",
+        statement="Stiff problems need implicit methods: an explicit solver's cost explodes.",
+        source="Hairer & Wanner, Solving ODEs II, Sec. IV.1; SciMLBenchmarks",
+        parts=(part,),
+        links=(Link("table", "stiff"), Link("figure", "stiff_scd_nfe")),
+        data="the stiff study (Bari test set problems and a stiff linear system); a stopped "
+             "explicit run is costed by its NFE projected to the end of the interval",
+    )
+
+
+#: The claims in page order.
+CLAIMS: tuple[Callable[[pd.DataFrame], Claim], ...] = (
+    claim_accuracy,
+    claim_backward_nfe,
+    claim_backprop_cost,
+    claim_backsolve_drift,
+    claim_nfe_growth,
+    claim_stiff,
+)
+
+
+def evaluate_claims(rows: pd.DataFrame) -> list[Claim]:
+    """Every claim of ``CLAIMS`` judged from ``rows`` (missing result columns count as empty)."""
+    rows = rows.reindex(columns=[*COLUMNS, *(c for c in rows.columns if c not in COLUMNS)])
+    return [claim(rows) for claim in CLAIMS]
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(claims: Sequence[Claim]) -> str:
+    """The claims as a Markdown table, then each claim's parts and numbers."""
+    lines = ["### Claims of the Neural ODE paper, judged from the rows", "",
+             "| | claim | verdict | source |", "|---|---|---|---|"]
+    lines += [f"| {c.key} | {_md(c.statement)} | {c.verdict} | {_md(c.source)} |"
+              for c in claims]
+    for claim in claims:
+        lines += ["", f"**({claim.key}) {claim.verdict}.** {claim.statement}"]
+        if claim.data:
+            lines.append(f"Data: {claim.data}.")
+        lines += [f"- {part.name}: **{part.verdict}**. {part.evidence}" for part in claim.parts]
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(claims: Sequence[Claim], directory: Path) -> Path:
+    """Write ``directory/claims.md`` and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "claims.md"
+    path.write_text(to_markdown(claims), encoding="utf-8")
+    return path
