@@ -2,7 +2,8 @@
 
 The directory is ``$ODEBENCH_CACHE`` or ``~/.cache/odebench``. A file is trusted only if it
 loads, carries the expected key and its arrays hash to the stored digest; anything else is
-treated as missing (and then overwritten).
+treated as missing (and then overwritten). Files get the permissions the umask allows (a
+shared cache folder is group-readable).
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def load(kind: str, name: str, key: str) -> dict[str, np.ndarray] | None:
     return arrays
 
 
+def _umask() -> int:
+    """This process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def save(kind: str, name: str, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Store ``arrays`` under ``key``: write a temporary file, fsync, then ``os.replace``.
 
@@ -108,6 +116,7 @@ def save(kind: str, name: str, key: str, arrays: dict[str, np.ndarray]) -> None:
         warnings.warn(f"odebench cache not written ({path.parent}): {exc}", stacklevel=3)
         return
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a shared cache is group-readable
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
             fh.flush()
