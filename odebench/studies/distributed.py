@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -109,8 +109,9 @@ def run_on_cluster(client: Any, study: Study, points: list[Row], settings: Setti
                    advance: Callable[[Row | None, Row | None], None]) -> Iterator[Row]:
     """Run ``points`` as tasks on ``client``'s cluster; yield each finished row on arrival."""
     distributed = _distributed()
+    tag = uuid.uuid4().hex[:8]
     futures = {client.submit(run_point, study, point, settings, pure=False,
-                             key=f"odebench-{study.name}-{index}-{os.getpid()}"): point
+                             key=f"{study.name}-{tag}-{index}"): point
                for index, point in enumerate(points)}
     try:
         for future in distributed.as_completed(futures):
