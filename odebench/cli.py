@@ -233,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     logging.captureWarnings(True)
-    if not args.verbose:  # a cluster's scheduler and workers log every start and stop
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except InvalidInputError as err:

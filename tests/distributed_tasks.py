@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 
 from odebench.results import Row
 from odebench.studies import get
@@ -14,16 +15,17 @@ from odebench.studies.base import Settings, Study
 SUBSET = 4
 
 
-def _subset(name: str):
+def _subset(name: str, problem: str | None):
     def grid(settings: Settings) -> list[Row]:
-        return get(name).grid(settings)[:SUBSET]
+        points = get(name).grid(settings)
+        return [p for p in points if problem in (None, p.problem)][:SUBSET]
     return grid
 
 
-def subset_study(name: str) -> Study:
-    """The first points of a real study's quick grid, measured by the study's own execute."""
-    study = get(name)
-    return dataclasses.replace(study, grid=_subset(name))
+def subset_study(name: str, problem: str | None = None) -> Study:
+    """The first points (of ``problem``, if given) of a real study's quick grid, measured by the
+    study's own execute."""
+    return dataclasses.replace(get(name), grid=_subset(name, problem))
 
 
 def _slow_grid(settings: Settings) -> list[Row]:
@@ -46,7 +48,7 @@ def _crash_grid(settings: Settings) -> list[Row]:
 
 def _crash_execute(row: Row, settings: Settings) -> Row:
     if row.problem == "boom":  # the worker process dies, as if killed for memory
-        with open(os.environ["ODEBENCH_TEST_DEATHS"], "a") as log:
+        with open(Path(os.environ["ODEBENCH_TEST_DIR"]) / "deaths.log", "a") as log:
             log.write(f"{os.getpid()}\n")
         os._exit(1)
     if row.problem == "raises":
@@ -55,6 +57,24 @@ def _crash_execute(row: Row, settings: Settings) -> Row:
 
 
 CRASH = Study("crash", "one point kills its worker, one raises", _crash_grid, _crash_execute)
+
+
+def _timed_grid(settings: Settings) -> list[Row]:
+    return [Row(study="overhead", problem=f"p{i}", backend="odebench", method="dopri5",
+                dtype=settings.dtype, device=settings.device) for i in range(4)]
+
+
+def _timed_execute(row: Row, settings: Settings) -> Row:
+    """Log when the run starts and ends (wall clock, s) and hold for 0.3 s."""
+    start = time.time()
+    time.sleep(0.3)
+    with open(Path(os.environ["ODEBENCH_TEST_DIR"]) / "timed.log", "a") as log:
+        log.write(f"{start} {time.time()}\n")
+    return dataclasses.replace(row, nfe_forward=1)
+
+
+#: Named like a wall-clock study: at most one of its tasks runs on a machine at a time.
+TIMED = Study("overhead", "runs that log their start and end", _timed_grid, _timed_execute)
 
 
 def race_reference(cache_dir: str, log_path: str, start_at: float) -> tuple[int, list[float]]:

@@ -33,13 +33,14 @@ PYTHONPATH = os.pathsep.join(p for p in [str(ROOT), str(TESTS), os.environ.get("
 
 
 @pytest.fixture(scope="module")
-def deaths(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("deaths") / "deaths.log"
+def logs(tmp_path_factory) -> Path:
+    """A folder the workers' task helpers log into (``$ODEBENCH_TEST_DIR`` on the workers)."""
+    return tmp_path_factory.mktemp("worker-logs")
 
 
 @pytest.fixture(scope="module")
-def client(deaths):
-    env = {"PYTHONPATH": PYTHONPATH, "ODEBENCH_TEST_DEATHS": str(deaths)}
+def client(logs):
+    env = {"PYTHONPATH": PYTHONPATH, "ODEBENCH_TEST_DIR": str(logs)}
     with cluster_client(workers=2, env=env) as client:
         client.wait_for_workers(2, timeout=60)
         yield client
@@ -57,10 +58,10 @@ def _same_measurements(serial, parallel) -> None:
             assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), name
 
 
-@pytest.mark.parametrize("name, exclusive", [("gradient_accuracy", False),
-                                              ("work_precision", True)])
-def test_a_grid_on_the_cluster_gives_the_serial_rows(client, tmp_path, name, exclusive):
-    study = tasks.subset_study(name)
+@pytest.mark.parametrize("name, problem, exclusive", [("gradient_accuracy", "mlp", False),
+                                                       ("work_precision", None, True)])
+def test_a_grid_on_the_cluster_gives_the_serial_rows(client, tmp_path, name, problem, exclusive):
+    study = tasks.subset_study(name, problem)
     serial = run_study(study, Settings(), tmp_path / "serial", progress=False)
     parallel = run_study(study, Settings(), tmp_path / "cluster", progress=False, client=client)
     assert (serial.written, parallel.written) == (tasks.SUBSET, tasks.SUBSET)
@@ -127,7 +128,16 @@ def test_workers_without_the_extra_is_a_clear_error(monkeypatch):
             pass
 
 
-def test_a_raising_task_is_a_row_and_a_dying_worker_an_error_row(client, tmp_path, deaths):
+def test_wall_clock_tasks_run_one_at_a_time_per_machine(client, tmp_path, logs):
+    run_study(tasks.TIMED, Settings(), tmp_path, progress=False, client=client)
+    spans = sorted(tuple(map(float, line.split())) for line in
+                   (logs / "timed.log").read_text().splitlines())
+    assert len(spans) == 4
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))  # no overlap
+    assert ResultsStore(tmp_path).rows("overhead")["timing_exclusive"].tolist() == [True] * 4
+
+
+def test_a_raising_task_is_a_row_and_a_dying_worker_an_error_row(client, tmp_path, logs):
     summary = run_study(tasks.CRASH, Settings(), tmp_path, progress=False, client=client)
     assert (summary.written, summary.failed) == (3, 2)
     rows = ResultsStore(tmp_path).rows("crash").set_index("problem")
@@ -136,4 +146,4 @@ def test_a_raising_task_is_a_row_and_a_dying_worker_an_error_row(client, tmp_pat
     assert rows.loc["raises", "message"] == "ValueError: a run that raises"
     assert rows.loc["boom", "status"] == "error"
     assert "KilledWorker" in rows.loc["boom", "message"]
-    assert len(deaths.read_text().splitlines()) == 2  # tried, retried once, then recorded
+    assert len((logs / "deaths.log").read_text().splitlines()) == 2  # tried, retried once, then recorded

@@ -68,13 +68,18 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None,
     distributed = _distributed()
     import dask
 
+    if not log.isEnabledFor(logging.DEBUG):  # set after the import, which sets its own levels
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler is not None:
         with distributed.Client(scheduler) as client:
             log.info("connected to the dask cluster at %s (dashboard %s)", scheduler,
                      client.dashboard_link)
             yield client
         return
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # saturation 1: a worker holds only the task it runs, so a worker's death counts against
+    # that task alone (with the default 1.1 a queued bystander would be marked too)
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         cluster = distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
             env={**WORKER_ENV, **(env or {})})
