@@ -164,8 +164,10 @@ def test_truncated_last_line_is_ignored_then_repaired(tmp_path):
     line = (json.dumps(make_row(problem="p2").to_dict()) + "\n").encode()
     path.write_bytes(whole + line[: len(line) // 2])  # killed mid-write
 
-    assert ResultsStore(tmp_path).rows()["problem"].tolist() == ["p0", "p1"]
-    assert not ResultsStore(tmp_path).has(key_of(make_row(problem="p2")))
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert ResultsStore(tmp_path).rows()["problem"].tolist() == ["p0", "p1"]
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert not ResultsStore(tmp_path).has(key_of(make_row(problem="p2")))
 
     ResultsStore(tmp_path).append(make_row(problem="p3"))
     data = path.read_bytes()
@@ -178,7 +180,8 @@ def test_repair_of_a_file_holding_only_a_partial_line(tmp_path):
     path = tmp_path / "unit.jsonl"
     path.write_bytes(b'{"study": "unit", "prob')
     store = ResultsStore(tmp_path)
-    assert store.rows().empty
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert store.rows().empty
     store.append(make_row())
     assert len(path.read_text().splitlines()) == 1
     assert store.rows()["problem"].tolist() == ["expdecay"]
