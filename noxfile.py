@@ -330,10 +330,20 @@ def bench(session: nox.Session) -> None:
 
     if not args.asv_only:
         # the full run regenerates the committed reports/; the quick one goes to reports/quick/
+        # serial: on 2 shared cores `--workers 2` did not shorten a quick grid (README)
         size, out = ("--full", "reports") if args.full else ("--quick", QUICK_REPORT)
         data = f"{out}/data"
-        session.run(PY, "-m", "odebench", "run", "all", size, "--results", data)
+        # rows are keyed by commit: this commit's runs are measured, not another commit's reused;
+        # exit 1 = some runs recorded as 'error': still build the report, then fail below
+        cmd = [PY, "-m", "odebench", "run", "all", size, "--results", data]
+        session.log(" ".join(cmd))
+        run_rc = subprocess.run(cmd, cwd=ROOT, check=False).returncode
+        if run_rc not in (0, 1):
+            session.error(f"odebench run failed with exit code {run_rc}")
         session.run(PY, "-m", "odebench", "report", "--results", data, "--out", out)
+        if run_rc == 1:
+            session.error("some study runs failed (status 'error' rows, counted above); "
+                          "a rerun retries them")
 
     _where_to_look(session)
     if rc == 2:

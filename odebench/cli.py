@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="results directory, one JSONL file per study "
                           f"(default {DEFAULT_RESULTS})")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-retry", dest="retry", action="store_false",
+                     help="keep recorded 'error' rows (by default a rerun runs them again)")
+    run.add_argument("--repair", action="store_true",
+                     help="first move bad lines of the results files to <study>.jsonl.bad")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run the grid points on a local dask cluster of N worker processes "
+                            "(needs the extra: pip install 'odebench[distributed]')")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="run the grid points on an existing dask cluster")
 
     report = sub.add_parser("report", help="build tables, figures and reports/index.html",
                             description="Build the Markdown/CSV/LaTeX tables, the seaborn "
@@ -55,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"results directory to read (default {DEFAULT_RESULTS})")
     report.add_argument("--out", type=Path, default=DEFAULT_REPORT,
                         help=f"output directory (default {DEFAULT_REPORT})")
+    report.add_argument("--repair", action="store_true",
+                        help="first move bad lines of the results files to <study>.jsonl.bad")
 
     verify = sub.add_parser(
         "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget, "
@@ -112,25 +124,57 @@ def _check_device(device: str) -> None:
         raise InvalidInputError(f"unknown device '{device}'; valid: cpu, cuda, cuda:N")
 
 
+def _repair(results: Path, names: list[str]) -> None:
+    from odebench.results import ResultsStore
+
+    store = ResultsStore(results)
+    for name in names:
+        with store.lock(name, waiting=log.warning):
+            moved = store.repair(name)
+        if moved:
+            log.warning("%s: moved %d bad line(s) to %s", store.path(name), moved,
+                        results / f"{name}.jsonl.bad")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from odebench import studies
+    from odebench.studies.distributed import cluster_client
 
     _check_device(args.device)
     names = list(studies.STUDY_MODULES) if args.study == "all" else [args.study]
     chosen = [studies.get(name) for name in names]
     settings = studies.Settings(mode=args.mode, device=args.device, dtype=args.dtype,
                                 threads=args.threads)
-    for study in chosen:
-        written, skipped = studies.run_study(study, settings, args.results,
-                                             progress=not args.no_progress)
-        log.info("%s: %d rows written, %d already present -> %s", study.name, written, skipped,
-                 args.results / f"{study.name}.jsonl")
+    if args.repair:
+        _repair(args.results, names)
+    failed = 0
+    with cluster_client(workers=args.workers, scheduler=args.scheduler) as client:
+        for study in chosen:
+            summary = studies.run_study(study, settings, args.results,
+                                        progress=not args.no_progress, retry=args.retry,
+                                        client=client)
+            log.info("%s: %d rows written, %d already present -> %s", study.name,
+                     summary.written, summary.skipped, args.results / f"{study.name}.jsonl")
+            failed += summary.failed
+    if failed:
+        log.error("%d run(s) failed with status 'error' (see their message column); a rerun "
+                  "runs them again", failed)
+        return 1
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from odebench.report.build import build_report
+    from odebench.results import ResultsStore
 
+    store = ResultsStore(args.results)
+    if not args.results.is_dir():
+        raise InvalidInputError(f"results folder {args.results} does not exist; nothing written")
+    if args.repair:
+        _repair(args.results, store.studies())
+    if store.rows().empty:
+        raise InvalidInputError(f"results folder {args.results} holds no results rows; "
+                                "nothing written")
     outputs = build_report(args.results, args.out)
     for kind, paths in outputs.items():
         for path in paths:
@@ -214,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    logging.captureWarnings(True)
     try:
         return COMMANDS[args.command](args)
     except InvalidInputError as err:

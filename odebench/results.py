@@ -7,14 +7,24 @@ append mode, then flushes and ``fsync``s. A process killed mid-write leaves at
 most a truncated last line: reading ignores it and the next ``append`` cuts it
 away first, so a file never holds a corrupt line followed by good ones.
 
-``key_of(row)`` is the tuple of the run-defining columns (``KEY_COLUMNS``);
-``store.has(key)`` lets a rerun skip the runs already recorded. Stopped runs
-(``status`` other than ``"ok"``) are rows like any other: recorded, never missing.
+``key_of(row)`` is the tuple of the run-defining columns (``KEY_COLUMNS``): what
+was run, the grid ``mode`` and torch ``threads`` it was measured under, and the
+``commit`` that measured it, so a rerun at the same commit resumes while another
+commit (or a full run after a quick one) measures again. ``store.recorded(study)``
+lets a rerun skip the runs already recorded (``error`` rows are retried unless
+asked not to). Stopped runs (``status`` other than ``"ok"``) are rows like any
+other: recorded, never missing.
 
-One process appends to a study file at a time; an advisory ``flock`` guards the
-repair-and-append step where the platform has one. Values are stored as JSON;
-NaN and infinities are written as the non-standard ``NaN`` / ``Infinity`` that
-Python's ``json`` reads back.
+``store.lock(study)`` holds a study for a whole run: a second run on the same
+store waits, with a message, until the first is done. An advisory ``flock``
+guards each repair-and-append step where the platform has one. ``rows()`` keeps
+the last-written row of each run (a duplicate, a retried ``error`` row or an
+older commit's measurement is dropped, with a warning that counts them).
+
+A complete line that is not a row (corrupt JSON, or JSON that is not a row) is
+an error naming the file and line; ``store.repair()`` moves such lines to
+``<study>.jsonl.bad``. Values are stored as JSON; NaN and infinities are written
+as the non-standard ``NaN`` / ``Infinity`` that Python's ``json`` reads back.
 """
 
 from __future__ import annotations
@@ -24,7 +34,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+import socket
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +54,9 @@ except ImportError:  # pragma: no cover - not on POSIX
 
 __all__ = [
     "COLUMNS",
+    "CorruptStoreError",
     "KEY_COLUMNS",
+    "RUN_COLUMNS",
     "STATUSES",
     "Key",
     "ResultsStore",
@@ -55,6 +69,12 @@ STATUSES: tuple[str, ...] = ("ok", "max_steps", "nonfinite", "step_underflow", "
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SUFFIX = ".jsonl"
+_BAD_SUFFIX = ".jsonl.bad"
+_LOCK_SUFFIX = ".jsonl.lock"
+
+
+class CorruptStoreError(InvalidInputError):
+    """A results file holds a complete line that is not a row (names the file and line)."""
 
 
 @dataclass(kw_only=True)
@@ -102,6 +122,8 @@ class Row:
     model: str | None = None  # model name (study "models")
     seminorm: bool | None = None  # adjoint step control on the state only
     params: dict[str, Any] | None = None  # any other run-defining settings (JSON values)
+    mode: str | None = None  # the grid it belongs to: "quick" or "full" (sets repeats, RSS, ...)
+    threads: int | None = None  # torch intra-op threads it was measured with
     # ---- study-specific: measurements
     recon_error: float | None = None  # backsolve: relative error of the reconstructed y(t0)
     scd: float | None = None  # significant correct digits, -log10(relative error)
@@ -118,6 +140,7 @@ class Row:
     peak_rss_growth_bytes: int | None = None  # fresh-subprocess peak RSS above its import baseline
     peak_cuda_bytes: int | None = None  # CUDA: max_memory_allocated above the start of the run
     extra: dict[str, Any] = field(default_factory=dict)  # anything else (JSON values)
+    timing_exclusive: bool | None = None  # no other odebench run shared its machine while timed
     # ---- environment (filled by ResultsStore.append when None)
     odebench_version: str | None = None
     torch_version: str | None = None
@@ -188,7 +211,13 @@ KEY_COLUMNS: tuple[str, ...] = (
     "model",
     "seminorm",
     "params",
+    "mode",
+    "threads",
+    "commit",
 )
+
+#: The key columns that name a measurement regardless of the code that made it (no ``commit``).
+RUN_COLUMNS: tuple[str, ...] = tuple(name for name in KEY_COLUMNS if name != "commit")
 
 #: A run's identity: the values of ``KEY_COLUMNS`` in order.
 Key = tuple[Any, ...]
@@ -264,20 +293,96 @@ def _repair(fd: int) -> int:
     return size - end
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """The rows of one study file; a truncated last line is ignored, other bad lines raise."""
+def _not_a_row(record: Any, study: str) -> str | None:
+    """Why a parsed line is not a row of ``study`` (``None`` if it is one)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a row object"
+    try:
+        row = Row.from_dict(record)
+    except (InvalidInputError, TypeError) as exc:
+        return f"not a row: {exc}"
+    if row.study != study:
+        return f"a row of study {row.study!r} in the file of study {study!r}"
+    return None
+
+
+@dataclass
+class _Scan:
+    """One study file read line by line: the rows, the bad complete lines, a cut-off tail."""
+
+    records: list[dict[str, Any]]
+    bad: list[tuple[int, bytes, str]]  # (line number from 1, the line, why it is not a row)
+    tail: bytes  # a last line without its newline (a run killed mid-write), or b""
+
+
+def _scan(path: Path, study: str) -> _Scan:
     data = path.read_bytes()
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # the last piece is empty, or a line cut short by a kill
-    records = []
+    *complete, tail = data.split(b"\n")
+    records, bad = [], []
     for number, line in enumerate(complete, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: corrupt results line: {exc}") from exc
-    return records
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            bad.append((number, line, f"corrupt JSON ({exc})"))
+            continue
+        reason = _not_a_row(record, study)
+        if reason is None:
+            records.append(record)
+        else:
+            bad.append((number, line, reason))
+    return _Scan(records, bad, tail)
+
+
+def _read_lines(path: Path, study: str) -> list[dict[str, Any]]:
+    """The rows of one study file; a truncated last line is skipped with a warning, any other
+    bad line raises :class:`CorruptStoreError` naming the file and line."""
+    scan = _scan(path, study)
+    if scan.bad:
+        number, _, reason = scan.bad[0]
+        more = f" (and {len(scan.bad) - 1} more bad lines)" if len(scan.bad) > 1 else ""
+        raise CorruptStoreError(
+            f"{path}:{number}: corrupt results line: {reason}{more}; "
+            f"`odebench report --repair` moves bad lines to {path.name[:-len(_SUFFIX)]}{_BAD_SUFFIX}")
+    if scan.tail.strip():
+        warnings.warn(f"{path}: skipped a truncated last line ({len(scan.tail)} bytes, a run "
+                      "killed mid-write); the next append removes it", stacklevel=4)
+    return scan.records
+
+
+def _dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last-written record of each run (``RUN_COLUMNS``), in file order; warns what it drops."""
+    last: dict[Key, int] = {}
+    for index, record in enumerate(records):
+        last[_run_of(record)] = index
+    if len(last) == len(records):
+        return records
+    kept = sorted(last.values())
+    dropped = [records[i] for i in sorted(set(range(len(records))) - set(kept))]
+    keeper = {run: records[i] for run, i in last.items()}
+    kinds = {"duplicate": 0, "retried error": 0, "older commit": 0}
+    for record in dropped:
+        newer = keeper[_run_of(record)]
+        if newer.get("commit") != record.get("commit"):
+            kinds["older commit"] += 1
+        elif record.get("status") == "error":
+            kinds["retried error"] += 1
+        else:
+            kinds["duplicate"] += 1
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
+    warnings.warn(f"results: kept the last row of each run and dropped {len(dropped)} ({counts})",
+                  stacklevel=3)
+    return [records[i] for i in kept]
+
+
+def _run_of(record: Mapping[str, Any]) -> Key:
+    return tuple(_key_value(name, record.get(name)) for name in RUN_COLUMNS)
+
+
+def _held_by(handle: Any) -> str:
+    handle.seek(0)
+    return handle.read().strip() or "another process"
 
 
 class ResultsStore:
@@ -285,7 +390,8 @@ class ResultsStore:
 
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
-        self._keys: dict[str, tuple[int, set[Key]]] = {}  # study -> (file size read, keys)
+        # study -> (file size read, key -> status of its last row)
+        self._keys: dict[str, tuple[int, dict[Key, str]]] = {}
 
     def path(self, study: str) -> Path:
         """The file holding the rows of ``study``."""
@@ -298,6 +404,35 @@ class ResultsStore:
         if not self.directory.is_dir():
             return []
         return sorted(p.name[: -len(_SUFFIX)] for p in self.directory.glob(f"*{_SUFFIX}"))
+
+    @contextmanager
+    def lock(self, study: str, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold ``study`` for a whole run: another process's ``lock`` on it waits until this
+        one ends. ``waiting(message)`` is called once if this call has to wait."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{study}{_LOCK_SUFFIX}"
+        self.path(study)  # validates the name
+        with open(path, "a+") as handle:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if waiting is not None:
+                        waiting(f"{self.path(study)} is being written by another odebench run "
+                                f"({_held_by(handle)}); waiting for it to finish")
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+                if fcntl is not None:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def append(self, row: Row | Mapping[str, Any]) -> Row:
         """Record one run and return it as written (environment and timestamp filled in).
@@ -323,18 +458,17 @@ class ResultsStore:
             os.close(fd)
         cached = self._keys.get(row.study)
         if cached is not None and cached[0] == before:
-            cached[1].add(key_of(row))
+            cached[1][key_of(row)] = row.status
             self._keys[row.study] = (before + len(line), cached[1])
         return row
 
-    def _known(self, study: str) -> set[Key]:
-        """Keys recorded for ``study``, re-read when the file changed size since last read."""
+    def _known(self, study: str) -> dict[Key, str]:
+        """Key -> status of its last row for ``study``, re-read when the file changed size."""
         path = self.path(study)
         size = path.stat().st_size if path.exists() else 0
         cached = self._keys.get(study)
         if cached is None or cached[0] != size:
-            keys = {key_of(record) for record in self._records(study)}
-            cached = (size, keys)
+            cached = (size, {key_of(record): record.get("status") for record in self._records(study)})
             self._keys[study] = cached
         return cached[1]
 
@@ -342,22 +476,57 @@ class ResultsStore:
         """Whether a run with this ``key_of`` is recorded (whatever its status)."""
         return key in self._known(key[0])
 
+    def recorded(self, study: str, retry: tuple[str, ...] = ("error",)) -> set[Key]:
+        """Keys of ``study`` a rerun skips: recorded, with a last row whose status is not in
+        ``retry`` (by default a crashed run is run again; ``retry=()`` keeps every row)."""
+        return {key for key, status in self._known(study).items() if status not in retry}
+
+    def repair(self, study: str) -> int:
+        """Move the bad lines of ``study``'s file (corrupt JSON, JSON that is not a row, a
+        truncated last line) to ``<study>.jsonl.bad``; returns how many were moved."""
+        path = self.path(study)
+        if not path.exists():
+            return 0
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with _locked(fd):
+                scan = _scan(path, study)
+                moved = [line for _, line, _ in scan.bad] + ([scan.tail] if scan.tail.strip() else [])
+                if not moved:
+                    return 0
+                with open(self.directory / f"{study}{_BAD_SUFFIX}", "ab") as bad:
+                    bad.write(b"".join(line + b"\n" for line in moved))
+                    bad.flush()
+                    os.fsync(bad.fileno())
+                good = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
+                                for r in scan.records)
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_bytes(good)
+                os.replace(tmp, path)
+        finally:
+            os.close(fd)
+        self._keys.pop(study, None)
+        return len(moved)
+
     def _records(self, study: str) -> list[dict[str, Any]]:
         path = self.path(study)
-        return _read_lines(path) if path.exists() else []
+        return _read_lines(path, study) if path.exists() else []
 
     def records(self, study: str | None = None) -> Iterator[dict[str, Any]]:
-        """Raw rows (dicts) of one study, or of all studies in name order."""
+        """Raw rows (dicts) of one study, or of all studies in name order, as written."""
         for name in [study] if study is not None else self.studies():
             yield from self._records(name)
 
     def rows(self, study: str | None = None) -> pd.DataFrame:
         """The rows of one study, or of all, as a DataFrame: ``COLUMNS`` first, then any others.
 
-        Missing values are ``None``/NaN; ``params``, ``extra`` and ``sol_error_series``
-        hold dicts and lists.
+        Only the last-written row of each run (``RUN_COLUMNS``) is kept; a warning counts the
+        rows dropped. Missing values are ``None``/NaN; ``params``, ``extra`` and
+        ``sol_error_series`` hold dicts and lists.
         """
-        records = list(self.records(study))
+        records = []
+        for name in [study] if study is not None else self.studies():
+            records += _dedupe(self._records(name))
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
         others = [c for c in frame.columns if c not in COLUMNS]
         return frame.reindex(columns=[*COLUMNS, *others])

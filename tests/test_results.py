@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +37,7 @@ def make_row(**overrides) -> Row:
         device="cpu",
         sol_error=1.5e-7,
         nfe_forward=44,
+        commit=environment()["commit"],  # a key column: what append stamps
     )
     values.update(overrides)
     return Row(**values)
@@ -162,8 +164,10 @@ def test_truncated_last_line_is_ignored_then_repaired(tmp_path):
     line = (json.dumps(make_row(problem="p2").to_dict()) + "\n").encode()
     path.write_bytes(whole + line[: len(line) // 2])  # killed mid-write
 
-    assert ResultsStore(tmp_path).rows()["problem"].tolist() == ["p0", "p1"]
-    assert not ResultsStore(tmp_path).has(key_of(make_row(problem="p2")))
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert ResultsStore(tmp_path).rows()["problem"].tolist() == ["p0", "p1"]
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert not ResultsStore(tmp_path).has(key_of(make_row(problem="p2")))
 
     ResultsStore(tmp_path).append(make_row(problem="p3"))
     data = path.read_bytes()
@@ -176,7 +180,8 @@ def test_repair_of_a_file_holding_only_a_partial_line(tmp_path):
     path = tmp_path / "unit.jsonl"
     path.write_bytes(b'{"study": "unit", "prob')
     store = ResultsStore(tmp_path)
-    assert store.rows().empty
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert store.rows().empty
     store.append(make_row())
     assert len(path.read_text().splitlines()) == 1
     assert store.rows()["problem"].tolist() == ["expdecay"]
@@ -305,3 +310,201 @@ def test_provenance_summarises_rows(tmp_path):
     assert provenance.torch == torch.__version__
     assert provenance.rows == 2
     assert "aaa1111" in provenance.footer() and "2024-03-01" in provenance.line()
+
+
+# --------------------------------------------------------------------------- store safety
+
+
+def _fake_study(fail: set[str] | None = None, name: str = "unit", n: int = 3):
+    """A study of ``n`` instant points p0.. whose execute raises for the problems in ``fail``."""
+    from odebench.studies.base import Study
+
+    fail = fail if fail is not None else set()
+
+    def grid(settings):
+        return [make_row(study=name, problem=f"p{i}", commit=None, sol_error=None,
+                         nfe_forward=None) for i in range(n)]
+
+    def execute(row, settings):
+        if row.problem in fail:
+            raise RuntimeError(f"{row.problem} crashed")
+        return dataclasses.replace(row, sol_error=1e-6, nfe_forward=10)
+
+    return Study(name, "a test study", grid, execute)
+
+
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5])
+def test_settings_are_validated_before_any_run(threads):
+    from odebench.studies.base import Settings
+
+    with pytest.raises(InvalidInputError, match="threads"):
+        Settings(threads=threads)
+
+
+def test_run_with_threads_0_fails_before_writing(tmp_path, caplog):
+    from odebench.cli import main
+
+    assert main(["run", "overhead", "--threads", "0", "--results", str(tmp_path),
+                 "--no-progress"]) == 2
+    assert "threads must be a whole number >= 1" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_retries_error_rows_unless_told_not_to(tmp_path):
+    from odebench.studies.base import Settings, run_study
+
+    crashed = run_study(_fake_study(fail={"p1"}), Settings(), tmp_path, progress=False)
+    assert (crashed.written, crashed.skipped, crashed.failed) == (3, 0, 1)
+    kept = run_study(_fake_study(), Settings(), tmp_path, progress=False, retry=False)
+    assert (kept.written, kept.skipped, kept.failed) == (0, 3, 0)
+    retried = run_study(_fake_study(), Settings(), tmp_path, progress=False)
+    assert (retried.written, retried.skipped, retried.failed) == (1, 2, 0)
+    with pytest.warns(UserWarning, match="1 retried error"):
+        frame = ResultsStore(tmp_path).rows("unit")
+    assert sorted(frame["status"]) == ["ok", "ok", "ok"]
+
+
+def test_run_exits_non_zero_with_a_count_when_runs_failed(tmp_path, monkeypatch, caplog):
+    from odebench import studies
+    from odebench.cli import main
+
+    monkeypatch.setattr(studies, "get", lambda name: _fake_study(fail={"p0", "p2"}))
+    assert main(["run", "overhead", "--results", str(tmp_path), "--no-progress"]) == 1
+    assert "2 run(s) failed with status 'error'" in caplog.text
+
+
+def test_key_holds_commit_mode_and_threads():
+    from odebench.studies import get
+    from odebench.studies.base import Settings, grid_points
+
+    assert {"commit", "mode", "threads"} <= set(KEY_COLUMNS)
+    assert key_of(make_row(commit="aaa1111")) != key_of(make_row(commit="bbb2222"))
+    for name in ("overhead", "memory_scaling"):  # quick rows measure less than full ones
+        quick = {key_of(p) for p in grid_points(get(name), Settings(mode="quick"))}
+        full = {key_of(p) for p in grid_points(get(name), Settings(mode="full"))}
+        assert quick and full and not quick & full
+    one = {key_of(p) for p in grid_points(get("overhead"), Settings(threads=1))}
+    two = {key_of(p) for p in grid_points(get("overhead"), Settings(threads=2))}
+    assert not one & two
+
+
+def test_another_commit_measures_again_and_the_same_commit_resumes(tmp_path, monkeypatch):
+    from odebench.studies import base
+
+    assert base.run_study(_fake_study(), base.Settings(), tmp_path, progress=False).written == 3
+    assert base.run_study(_fake_study(), base.Settings(), tmp_path, progress=False).written == 0
+    later = {**environment(), "commit": "fffffff"}
+    monkeypatch.setattr(base, "environment", lambda: later)
+    assert base.run_study(_fake_study(), base.Settings(), tmp_path, progress=False).written == 3
+    with pytest.warns(UserWarning, match="3 older commit"):
+        frame = ResultsStore(tmp_path).rows("unit")
+    assert frame["commit"].tolist() == ["fffffff"] * 3
+
+
+def test_rows_drop_duplicates_with_a_warning(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.append(make_row(sol_error=1.0))
+    store.append(make_row(problem="vdp"))
+    store.append(make_row(sol_error=2.0))  # a second process ran the same point
+    assert len(list(store.records("unit"))) == 3
+    with pytest.warns(UserWarning, match="dropped 1 \\(1 duplicate\\)"):
+        frame = store.rows()
+    assert frame["problem"].tolist() == ["vdp", "expdecay"]
+    assert frame["sol_error"].tolist()[1] == 2.0
+
+
+_LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from odebench.environment import environment
+    from odebench.results import ResultsStore, Row
+
+    store = ResultsStore(sys.argv[1])
+    with store.lock("unit"):
+        print("held", flush=True)
+        time.sleep(1.0)
+        store.append(Row(study="unit", problem="p0", backend="odebench", method="dopri5",
+                         gradient="backprop", rtol=1e-6, atol=1e-8, dtype="float64",
+                         device="cpu", mode="quick", threads=1, commit=environment()["commit"]))
+    """
+)
+
+
+def test_a_second_run_waits_for_the_first_and_skips_its_rows(tmp_path, caplog):
+    from odebench.studies.base import Settings, run_study
+
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT),
+                                                            os.environ.get("PYTHONPATH", "")]))
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        summary = run_study(_fake_study(), Settings(), tmp_path, progress=False)
+    finally:
+        holder.wait(timeout=60)
+        holder.stdout.close()
+    assert holder.returncode == 0
+    assert "being written by another odebench run (pid" in caplog.text
+    assert (summary.written, summary.skipped) == (2, 1)  # the first run's row is not redone
+    keys = [key_of(r) for r in ResultsStore(tmp_path).records("unit")]
+    assert len(keys) == 3 == len(set(keys))
+
+
+@pytest.mark.parametrize("bad", [b"not json", b'{"colour": "blue"}', b"[1, 2]", b"17"])
+def test_a_bad_complete_line_names_file_and_line_and_repair_moves_it(tmp_path, bad):
+    store = ResultsStore(tmp_path)
+    store.append(make_row())
+    with open(tmp_path / "unit.jsonl", "ab") as handle:
+        handle.write(bad + b"\n")
+    store.append(make_row(problem="vdp"))
+    with pytest.raises(InvalidInputError, match=r"unit\.jsonl:2: corrupt results line"):
+        store.rows()
+    assert store.repair("unit") == 1
+    assert (tmp_path / "unit.jsonl.bad").read_bytes() == bad + b"\n"
+    assert store.rows()["problem"].tolist() == ["expdecay", "vdp"]
+
+
+def test_report_gives_a_one_line_error_for_a_corrupt_line(tmp_path, capsys, caplog):
+    from odebench.cli import main
+
+    store = ResultsStore(tmp_path / "data")
+    store.append(make_row())
+    with open(tmp_path / "data" / "unit.jsonl", "ab") as handle:
+        handle.write(b"{broken\n")
+    store.append(make_row(problem="vdp"))
+    out = tmp_path / "out"
+    assert main(["report", "--results", str(tmp_path / "data"), "--out", str(out)]) == 2
+    assert "unit.jsonl:2: corrupt results line" in caplog.text and "--repair" in caplog.text
+    assert "Traceback" not in capsys.readouterr().err and not out.exists()
+
+
+def test_truncated_last_line_warns(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.append(make_row())
+    with open(tmp_path / "unit.jsonl", "ab") as handle:
+        handle.write(b'{"study":"unit","prob')
+    with pytest.warns(UserWarning, match="skipped a truncated last line"):
+        assert len(store.rows()) == 1
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_report_on_a_missing_or_empty_folder_is_an_error(tmp_path, folder, caplog):
+    from odebench.cli import main
+
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    assert main(["report", "--results", str(tmp_path / folder), "--out", str(out)]) == 2
+    assert str(tmp_path / folder) in caplog.text and not out.exists()
+
+
+def test_cache_files_respect_the_umask(tmp_path, monkeypatch):
+    from odebench.reference import cache
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    previous = os.umask(0o022)
+    try:
+        cache.save("solution", "p", "0" * 64, {"a": np.zeros(2)})
+    finally:
+        os.umask(previous)
+    (path,) = tmp_path.glob("solution-p-*.npz")
+    assert path.stat().st_mode & 0o777 == 0o644

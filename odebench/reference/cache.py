@@ -2,7 +2,10 @@
 
 The directory is ``$ODEBENCH_CACHE`` or ``~/.cache/odebench``. A file is trusted only if it
 loads, carries the expected key and its arrays hash to the stored digest; anything else is
-treated as missing (and then overwritten).
+treated as missing (and then overwritten). ``exclusive(kind, name, key)`` holds an entry's
+``fcntl`` lock while one process computes it, so that two processes (two dask workers, say)
+never compute or write the same entry at once: the second waits, then loads. Files get the
+permissions the umask allows (a shared cache folder is group-readable).
 """
 
 from __future__ import annotations
@@ -13,10 +16,17 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
 
 from odebench.problems.base import Problem
 
@@ -69,6 +79,38 @@ def _path(kind: str, name: str, key: str) -> Path:
     return cache_dir() / f"{kind}-{safe}-{key[:40]}.npz"
 
 
+@contextmanager
+def exclusive(kind: str, name: str, key: str) -> Iterator[None]:
+    """Hold the lock of one cache entry (``<entry>.lock``, removed after) for the block; waits
+    while another process holds it. Without a writable cache folder (or ``fcntl``) the block
+    runs unlocked."""
+    path = _path(kind, name, key).with_suffix(".lock")
+    fd = _lock_file(path) if fcntl is not None else None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            path.unlink(missing_ok=True)  # while held: a waiter finds it gone and starts over
+            os.close(fd)
+
+
+def _lock_file(path: Path) -> int | None:
+    """A descriptor of ``path`` holding its exclusive ``flock``, or None if it cannot be made."""
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file we waited on: lock the current one
+
+
 def _digest(arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for name in sorted(arrays):
@@ -94,6 +136,13 @@ def load(kind: str, name: str, key: str) -> dict[str, np.ndarray] | None:
     return arrays
 
 
+def _umask() -> int:
+    """This process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def save(kind: str, name: str, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Store ``arrays`` under ``key``: write a temporary file, fsync, then ``os.replace``.
 
@@ -108,6 +157,7 @@ def save(kind: str, name: str, key: str, arrays: dict[str, np.ndarray]) -> None:
         warnings.warn(f"odebench cache not written ({path.parent}): {exc}", stacklevel=3)
         return
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a shared cache is group-readable
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
             fh.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -82,23 +83,26 @@ def gradient(
             {"method": label, "rtol": settings.rtol, "atol": settings.atol},
             extra=cotangent.tobytes(),
         )
-        stored = disk.load("gradient", problem.name, key)
-        if stored is not None and _intact(stored, n, m):
-            return ReferenceGradient(
-                loss=value,
-                dy0=stored["dy0"].reshape(problem.y0.shape),
-                dp=stored["dp"],
-                method=label,
-                wall_s=float(stored["wall_s"]),
-            )
-    start = time.perf_counter()
-    flat = cotangent.reshape(len(reference.ts), n)
-    compute = forward_gradient if kind == "forward" else adjoint_gradient
-    with single_threaded():
-        dy0, dp, _ = compute(problem, settings, flat)
-    wall = time.perf_counter() - start
-    if cache:
-        disk.save("gradient", problem.name, key, {"dy0": dy0, "dp": dp, "wall_s": np.array(wall)})
+    # one process computes an entry at a time; the others wait, then load it
+    with disk.exclusive("gradient", problem.name, key) if cache else nullcontext():
+        if cache:
+            stored = disk.load("gradient", problem.name, key)
+            if stored is not None and _intact(stored, n, m):
+                return ReferenceGradient(
+                    loss=value,
+                    dy0=stored["dy0"].reshape(problem.y0.shape),
+                    dp=stored["dp"],
+                    method=label,
+                    wall_s=float(stored["wall_s"]),
+                )
+        start = time.perf_counter()
+        flat = cotangent.reshape(len(reference.ts), n)
+        compute = forward_gradient if kind == "forward" else adjoint_gradient
+        with single_threaded():
+            dy0, dp, _ = compute(problem, settings, flat)
+        wall = time.perf_counter() - start
+        if cache:
+            disk.save("gradient", problem.name, key, {"dy0": dy0, "dp": dp, "wall_s": np.array(wall)})
     return ReferenceGradient(
         loss=value, dy0=dy0.reshape(problem.y0.shape), dp=dp, method=label, wall_s=wall
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -52,26 +53,28 @@ def solution(
     problem = as_float64(problem)
     settings = resolve(problem, method, rtol, atol)
     key = disk.make_key("solution", problem, _settings_dict(settings)) if cache else ""
-    if cache:
-        stored = disk.load("solution", problem.name, key)
-        if stored is not None and _intact(stored, problem):
-            return _from_arrays(stored, settings)
-    start = time.perf_counter()
-    with single_threaded():
-        trajectory = run_forward(problem, settings)
-    wall = time.perf_counter() - start
-    result = ReferenceSolution(
-        ts=trajectory.ts.copy(),
-        ys=trajectory.ys.reshape((len(trajectory.ts), *problem.y0.shape)),
-        method=settings.method,
-        rtol=settings.rtol,
-        atol=settings.atol,
-        nfev=trajectory.nfev,
-        njev=trajectory.njev,
-        wall_s=wall,
-    )
-    if cache:
-        disk.save("solution", problem.name, key, _to_arrays(result))
+    # one process computes an entry at a time; the others wait, then load it
+    with disk.exclusive("solution", problem.name, key) if cache else nullcontext():
+        if cache:
+            stored = disk.load("solution", problem.name, key)
+            if stored is not None and _intact(stored, problem):
+                return _from_arrays(stored, settings)
+        start = time.perf_counter()
+        with single_threaded():
+            trajectory = run_forward(problem, settings)
+        wall = time.perf_counter() - start
+        result = ReferenceSolution(
+            ts=trajectory.ts.copy(),
+            ys=trajectory.ys.reshape((len(trajectory.ts), *problem.y0.shape)),
+            method=settings.method,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            nfev=trajectory.nfev,
+            njev=trajectory.njev,
+            wall_s=wall,
+        )
+        if cache:
+            disk.save("solution", problem.name, key, _to_arrays(result))
     return result
 
 
