@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from odebench.errors import InvalidInputError
+from odebench.measure.timing import pinned_threads
 from odebench.models import train as tr
 from odebench.models.data import digits
 from odebench.models.tolerance import evaluate_at_tolerance
@@ -22,10 +22,8 @@ QUICK = Settings(mode="quick")
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with pinned_threads(1):
+        yield
 
 
 def _claim_rows(model: str, mode: str = "quick") -> list:
