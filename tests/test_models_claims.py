@@ -7,12 +7,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from odebench.errors import InvalidInputError
 from odebench.measure.timing import pinned_threads
 from odebench.models import train as tr
 from odebench.models.data import digits
-from odebench.models.tolerance import evaluate_at_tolerance
+from odebench.models.tolerance import evaluate_at_tolerance, reference_state
 from odebench.results import key_of
 from odebench.studies import Settings
 from odebench.studies import models as study
@@ -58,6 +59,10 @@ def test_test_tolerance_rows_nfe_falls_as_rtol_loosens(monkeypatch):
     loosest_first = sorted(rows, key=lambda r: -r.rtol)
     nfe = [r.nfe_forward for r in loosest_first]
     assert nfe == sorted(nfe) and len(set(nfe)) == len(nfe), nfe
+    errors = [r.sol_error for r in loosest_first]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    reference = rows[0].extra["sol_error_reference"]
+    assert reference["dtype"] == "float64" and reference["spread"] < errors[-1] / 3
     for row in rows:
         assert 0.0 <= row.extra["test_error"] < 0.6
         assert row.extra["train_rtol"] == row.params["train_tol"]
@@ -77,7 +82,9 @@ def test_evaluate_at_tolerance_restores_the_solver_and_refuses_unresolvable_rtol
     assert model.block.solver == before and result.nfe_forward > 0 and result.n_repeats == 1
     with pytest.raises(InvalidInputError, match="rtol=1e-06"):
         evaluate_at_tolerance(model, x, y, 1e-6, 1e-6, repeats=1)
-    assert model.block.solver == before
+    state = reference_state(model, x[:4], 1e-3)
+    assert state.dtype == torch.float64 and state.shape == (4, 16, 4, 4)
+    assert model.block.solver == before and next(model.parameters()).dtype == torch.float32
 
 
 def test_a_test_tolerance_row_that_disagrees_with_its_training_is_refused():

@@ -20,7 +20,9 @@ Three more kinds of row test the Neural ODE paper's claims (Chen et al., NeurIPS
   at the row's ``rtol`` = ``atol`` (Sec. 3: a looser tolerance at test time buys speed).
   ``nfe_forward`` is one pass over the test set, ``extra["test_error"]`` its error,
   ``wall_forward_s`` the median wall of that pass (no autograd) with its IQR over
-  ``n_repeats``; ``gradient`` is ``None`` (a forward pass only).
+  ``n_repeats``; ``gradient`` is ``None`` (a forward pass only). ``sol_error`` is the relative
+  L2 error of the ODE block's output z(T) on the first test images against a float64 solve
+  described in ``extra["sol_error_reference"]``.
 * ``resnet_memory`` and ``odenet_memory``: the bytes saved for backward (``saved_bytes``) by one
   training step on a batch of ``batch`` images, with the initial weights (seed 0): the ResNet
   with ``params["n_blocks"]`` residual blocks, the ODE-Net per gradient method at the row's
@@ -40,11 +42,12 @@ from pathlib import Path
 import torch
 
 from odebench.errors import InvalidInputError
+from odebench.measure.errors import relative_l2
 from odebench.measure.timing import median_iqr
 from odebench.models import train
 from odebench.models.data import digits
 from odebench.models.odenet import ODENet, ResNet, SolverConfig, n_parameters
-from odebench.models.tolerance import evaluate_at_tolerance
+from odebench.models.tolerance import evaluate_at_tolerance, reference_state
 from odebench.results import Row
 from odebench.studies.base import Settings, Study
 from odebench.studies.common import point
@@ -88,6 +91,10 @@ MODEL_DTYPE = "float32"
 # its timed repeats, the ResNet depths and the ODE-Net tolerances of the memory rows, their batch
 TEST_TOLERANCES = {"quick": (1e-1, 1e-2, 1e-3, 1e-4), "full": (1e-1, 1e-2, 1e-3, 1e-4, 2e-5)}
 TEST_REPEATS = {"quick": 5, "full": 21}
+# their solution error: z(T) on the first REFERENCE_IMAGES test images against a float64 solve at
+# REFERENCE_FACTOR x the tightest test tolerance (and a 10x tighter one, the reference's spread)
+REFERENCE_IMAGES = 64
+REFERENCE_FACTOR = 1e-2
 RESNET_DEPTHS = {"quick": (1, 2, 4, 8), "full": (1, 2, 4, 8, 16)}
 MEMORY_TOLERANCES = {"quick": (1e-1, 1e-2, 1e-3, 1e-4), "full": (1e-1, 1e-2, 1e-3, 1e-4, 2e-5)}
 MEMORY_BATCH = 16
@@ -185,6 +192,19 @@ def _trained_odenet(gradient: str, quick: bool, device: str) -> tuple[ODENet, tr
     return train.fit_odenet(gradient=gradient, quick=quick, device=device)
 
 
+@functools.lru_cache(maxsize=1)
+def _reference(gradient: str, mode: str, device: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The inputs, the float64 reference z(T) and the reference's description (rtol, images,
+    spread: its relative L2 distance to a 10x tighter solve) of the test-tolerance rows."""
+    model, _ = _trained_odenet(gradient, mode == "quick", device)
+    x = digits(0).x_test[:REFERENCE_IMAGES].to(device)
+    rtol = min(TEST_TOLERANCES[mode]) * REFERENCE_FACTOR
+    state = reference_state(model, x, rtol)
+    spread = relative_l2(state.cpu(), reference_state(model, x, rtol / 10).cpu())
+    return x, state, {"dtype": "float64", "rtol": rtol, "atol": rtol,
+                      "n_images": REFERENCE_IMAGES, "spread": spread}
+
+
 def _execute_test_tolerance(row: Row, settings: Settings) -> Row:
     params = row.params or {}
     model, record = _trained_odenet(params["train_gradient"], settings.mode == "quick",
@@ -196,10 +216,13 @@ def _execute_test_tolerance(row: Row, settings: Settings) -> Row:
                                 f"train_tol={params['train_tol']}")
     data = digits(0)
     dev = next(model.parameters()).device
+    x_ref, state, reference = _reference(params["train_gradient"], settings.mode,
+                                         settings.device)
     result = evaluate_at_tolerance(model, data.x_test.to(dev), data.y_test.to(dev), row.rtol,
-                                   row.atol, TEST_REPEATS[settings.mode])
+                                   row.atol, TEST_REPEATS[settings.mode], (x_ref, state))
     return dataclasses.replace(
         row, nfe_forward=result.nfe_forward, wall_forward_s=result.wall_s,
+        sol_error=result.state_error,
         wall_forward_iqr_s=result.wall_iqr_s, n_repeats=result.n_repeats,
         batch=len(data.y_test), peer_method=row.method,
         extra={"test_error": result.test_error, "n_test": len(data.y_test),
@@ -208,7 +231,8 @@ def _execute_test_tolerance(row: Row, settings: Settings) -> Row:
                "train_test_error": record.test_metrics["test_error"],
                "train_config": record.config, "train_solver": record.solver,
                "solver": {**record.solver, "rtol": row.rtol, "atol": row.atol,
-                          "gradient": None}})
+                          "gradient": None},
+               "sol_error_reference": reference})
 
 
 def _execute_memory(row: Row, settings: Settings) -> Row:
