@@ -328,7 +328,7 @@ def test_model_rows_say_the_dtype_tolerances_and_configuration_that_trained(tmp_
     settings = Settings(mode="quick", dtype="float64")
     rows = study.grid(settings)
     assert {r.dtype for r in rows} == {"float32"}
-    assert all((r.rtol is None) == (r.model in ("gru", "resnet")) for r in rows)
+    assert all((r.rtol is None) == (r.model in ("gru", "resnet", "resnet_memory")) for r in rows)
     monkeypatch.setattr(study, "PLOT_DIRS", {"quick": tmp_path})
     row = next(r for r in rows if r.model == "node_toy")
     row = dataclasses.replace(row, params={**row.params, "iters": 3})
