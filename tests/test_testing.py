@@ -205,7 +205,7 @@ class TanhMLP(nn.Module):
         self.l1, self.l2 = nn.Linear(4, 32).double(), nn.Linear(32, 4).double()
         with torch.no_grad():
             for p in self.parameters():
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = self.l1(y)
@@ -224,10 +224,12 @@ def test_default_reference_of_a_large_model_runs_no_backward():
     good = check_gradients(TanhMLP(), y0, t)
     assert good.reference == "directional" and good.ok, str(good)
     assert good.worst_error < 1e-6
+    blind = check_gradients(TanhMLP(broken=True), y0, t, reference="checkpointed")
+    assert blind.ok, str(blind)  # the same wrong backward on both sides: passed before
     report = check_gradients(TanhMLP(broken=True), y0, t)
     assert report.reference == "directional"
-    assert not report.ok and report.worst_error > 1.0, str(report)
-    assert report.errors["l2.bias"] > 1.0  # the tanh's gradient enters every tensor's
+    assert not report.ok and report.worst_error > 0.5, str(report)
+    assert min(report.errors.values()) > 100 * report.budget  # tanh' enters every tensor's
     text = str(report)
     assert REFERENCE_SCOPE["directional"] in text and "orthogonal" in text
     assert "4 random directions" in report.reference_settings
@@ -437,7 +439,7 @@ class TanhField(nn.Module):
         self.l1, self.l2 = nn.Linear(4, 32).double(), nn.Linear(32, 4).double()
         with torch.no_grad():
             for p in self.parameters():
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
 
     def forward(self, t, y):
         return self.l2(WrongTanh.apply(self.l1(y)))
