@@ -244,19 +244,15 @@ def test_directional_reference_reads_the_relative_error_of_a_scaled_gradient():
     assert random_directions(3, 4, seed=0).shape == (3, 3)
     y0, t = _tanh_ivp()
 
-    def scaled(ys: torch.Tensor) -> torch.Tensor:
-        return projection_loss(len(t), y0.shape)(ys)
+    projection = projection_loss(len(t), y0.shape)
 
-    class Scaled(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.view_as(x)
+    def scaled(ys: torch.Tensor) -> torch.Tensor:  # the loss, its gradient 1.01 times too big
+        if ys.requires_grad:
+            ys = ys.clone()
+            ys.register_hook(lambda grad: 1.01 * grad)
+        return projection(ys)
 
-        @staticmethod
-        def backward(ctx, grad):
-            return 1.01 * grad
-
-    report = check_gradients(TanhMLP(), y0, t, loss=lambda ys: scaled(Scaled.apply(ys)))
+    report = check_gradients(TanhMLP(), y0, t, loss=scaled)
     assert report.reference == "directional"
     for error in report.errors.values():
         assert error == pytest.approx(1e-2, rel=1e-3)
