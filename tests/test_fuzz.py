@@ -1,6 +1,7 @@
 """Fuzzing what a person can pass (hypothesis): every outcome is a valid solution or a typed
-odebench error, never a bare exception or a hang; and solver properties on random stable linear
-systems (against scipy.linalg.expm) and random batch shapes.
+odebench error (shapes, dtypes, devices, tolerances, options, time grids, vector fields), never
+a bare exception or a hang; and solver properties on random stable linear systems (against
+scipy.linalg.expm) and random batch shapes.
 
 Deterministic (``derandomize=True``, no example database) and small: the whole file runs in
 well under a minute on one core.
@@ -35,6 +36,7 @@ VALUES = st.one_of(
     st.sampled_from([1e-300, 1e-30, 0.05, 0.5, "dopri5", "rk45", [0.1], (1, 2)]),
 )
 TOLERANCES_DRAWN = st.floats(1e-14, 1e-2)
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 DTYPES = st.sampled_from([torch.float64, torch.float32, torch.float16, torch.int64,
                           torch.complex64, torch.bool])
 
@@ -69,7 +71,8 @@ def _times(draw) -> torch.Tensor:
     """Strictly monotone output times, either direction, float32 or float64."""
     values = sorted(draw(st.sets(st.floats(-2, 2, allow_nan=False).map(lambda x: round(x, 2)),
                                  min_size=1, max_size=4)), reverse=draw(st.booleans()))
-    return torch.tensor(values, dtype=draw(st.sampled_from([torch.float64, torch.float32])))
+    return torch.tensor(values, dtype=draw(st.sampled_from([torch.float64, torch.float32])),
+                        device=draw(st.sampled_from(DEVICES)))
 
 
 @st.composite
@@ -77,7 +80,7 @@ def _state(draw, wild: bool) -> torch.Tensor:
     shape = tuple(draw(st.lists(st.integers(0 if wild else 1, 3), max_size=3)))
     dtype = draw(DTYPES if wild else st.sampled_from([torch.float64, torch.float32]))
     y0 = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    y0 = y0.to(dtype)
+    y0 = y0.to(dtype=dtype, device=draw(st.sampled_from(DEVICES)))
     if wild and y0.numel() and y0.is_floating_point():
         y0.view(-1)[0] = draw(st.sampled_from([math.nan, math.inf, 1e30, 0.0]))
     return y0
@@ -164,7 +167,7 @@ def test_every_outcome_is_a_solution_or_a_typed_error(call):
             return
     event("solution")
     assert sol.ys.shape == (len(call["t"]), *y0.shape)
-    assert sol.ys.dtype == y0.dtype
+    assert sol.ys.dtype == y0.dtype and sol.ys.device == y0.device
 
 
 def _stable_matrix(n: int, seed: int) -> np.ndarray:
