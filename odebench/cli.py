@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     cases = verify.add_mutually_exclusive_group()
     cases.add_argument("--quick", action="store_true",
                        help="a subset (decay, Lotka-Volterra, a small MLP, Lorenz T=1 and T=2, "
-                            "ROBER T=40) that runs in about a minute")
+                            "ROBER T=40, backsolve with reanchor and checkpointed with "
+                            "checkpoint_every=3 on Lotka-Volterra) that runs in about a minute")
     cases.add_argument("--stiff", action="store_true",
                        help="only the stiff cases (stiff linear system, ROBER T=40, HIRES T=5; "
                             "rodas5p)")

@@ -62,8 +62,12 @@ class Solution:
 class PartialSolution:
     """What a failed solve computed before it stopped.
 
+    From a failed backward (adjoint) solve of backsolve or interpolated, ``ts`` are the output
+    times the backward solve passed (from the last one back), ``ys`` the adjoint ``dL/dy`` at
+    them (shape [m, *y0.shape]) and ``t_reached`` the time the adjoint reached.
+
     Attributes:
-        ts: the output times passed, shape [m].
+        ts: the output times passed, shape [m], in the dtype of the ``t`` passed.
         ys: the states at those times, shape [m, *y0.shape].
         stats: counters up to the failure.
         t_reached: the time the integration reached.

@@ -22,8 +22,9 @@ with ``copy.deepcopy(func).double()``, the user's module is never touched):
   ``d`` the reference derivatives). Costs ``16`` solves per tensor.
   What it catches: any wrong gradient (a custom ``torch.autograd.Function``'s backward, a
   fault of the gradient method) with probability 1, since a fixed nonzero error is orthogonal
-  to random directions with probability 0; for random ``V`` the squared error it reads is, in
-  mean, the squared relative L2 error. What it cannot: it sees an error only through its
+  to random directions with probability 0; for random ``V``, ``||V e||^2`` and ``||V g||^2``
+  are in mean k/n of ``||e||^2`` and ``||g||^2``, so the error it reads estimates the relative
+  L2 error. What it cannot: it sees an error only through its
   projection on the k directions, so an error near the budget may read a few times smaller
   than it is (the spread shrinks as k grows), and the part of an error orthogonal to all k
   directions is invisible.
@@ -112,9 +113,10 @@ REFERENCE_SCOPE = {
         f"{DIRECTIONS} random orthonormal directions v per tensor (all directions when the "
         "tensor has fewer entries); catches a wrong backward of func or of the solver with "
         "probability 1 (a fixed nonzero error is orthogonal to random directions with "
-        "probability 0), and the error it reads estimates the relative L2 error (exact in "
-        "mean square), but it cannot see the part of an error orthogonal to all the directions, "
-        "so an error near the budget may read a few times smaller"),
+        "probability 0), and the error it reads estimates the relative L2 error (its numerator "
+        "and denominator are, in mean square, k/n of the whole ones), but it cannot see the "
+        "part of an error orthogonal to all the directions, so an error near the budget may "
+        "read a few times smaller"),
     "checkpointed": "runs func's own backward in float64: cannot catch a wrong backward of func "
                     "(a custom autograd.Function) or of the checkpointed method itself",
     "forward": "differentiates func with torch.func (its custom Functions' own derivatives): "

@@ -260,7 +260,7 @@ def test_func_writing_into_y_is_refused_and_y0_is_untouched(gradient, grad):
 def test_later_evaluation_of_wrong_shape_or_dtype_gets_the_clear_message(method, grad, wrong,
                                                                          words):
     def func(t, y):
-        return -y if float(t) < 0.3 else wrong(-y)
+        return -y if float(t.detach()) < 0.3 else wrong(-y)
 
     options = {"step_size": 0.1} if method == "rk4" else None
     y0_ = torch.ones(2, dtype=F64, requires_grad=grad)

@@ -205,7 +205,7 @@ class TanhMLP(nn.Module):
         self.l1, self.l2 = nn.Linear(4, 32).double(), nn.Linear(32, 4).double()
         with torch.no_grad():
             for p in self.parameters():
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = self.l1(y)
@@ -224,10 +224,12 @@ def test_default_reference_of_a_large_model_runs_no_backward():
     good = check_gradients(TanhMLP(), y0, t)
     assert good.reference == "directional" and good.ok, str(good)
     assert good.worst_error < 1e-6
+    blind = check_gradients(TanhMLP(broken=True), y0, t, reference="checkpointed")
+    assert blind.ok, str(blind)  # the same wrong backward on both sides: passed before
     report = check_gradients(TanhMLP(broken=True), y0, t)
     assert report.reference == "directional"
-    assert not report.ok and report.worst_error > 1.0, str(report)
-    assert report.errors["l2.bias"] > 1.0  # the tanh's gradient enters every tensor's
+    assert not report.ok and report.worst_error > 0.5, str(report)
+    assert min(report.errors.values()) > 100 * report.budget  # tanh' enters every tensor's
     text = str(report)
     assert REFERENCE_SCOPE["directional"] in text and "orthogonal" in text
     assert "4 random directions" in report.reference_settings
@@ -242,19 +244,15 @@ def test_directional_reference_reads_the_relative_error_of_a_scaled_gradient():
     assert random_directions(3, 4, seed=0).shape == (3, 3)
     y0, t = _tanh_ivp()
 
-    def scaled(ys: torch.Tensor) -> torch.Tensor:
-        return projection_loss(len(t), y0.shape)(ys)
+    projection = projection_loss(len(t), y0.shape)
 
-    class Scaled(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.view_as(x)
+    def scaled(ys: torch.Tensor) -> torch.Tensor:  # the loss, its gradient 1.01 times too big
+        if ys.requires_grad:
+            ys = ys.clone()
+            ys.register_hook(lambda grad: 1.01 * grad)
+        return projection(ys)
 
-        @staticmethod
-        def backward(ctx, grad):
-            return 1.01 * grad
-
-    report = check_gradients(TanhMLP(), y0, t, loss=lambda ys: scaled(Scaled.apply(ys)))
+    report = check_gradients(TanhMLP(), y0, t, loss=scaled)
     assert report.reference == "directional"
     for error in report.errors.values():
         assert error == pytest.approx(1e-2, rel=1e-3)
@@ -437,7 +435,7 @@ class TanhField(nn.Module):
         self.l1, self.l2 = nn.Linear(4, 32).double(), nn.Linear(32, 4).double()
         with torch.no_grad():
             for p in self.parameters():
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
 
     def forward(self, t, y):
         return self.l2(WrongTanh.apply(self.l1(y)))

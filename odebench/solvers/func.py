@@ -206,24 +206,28 @@ def all_finite(x: torch.Tensor) -> bool:
 
 def _leaves(*tensors: torch.Tensor) -> dict[int, torch.Tensor]:
     """The leaf tensors requiring grad that ``tensors`` depend on, by id (one walk of their
-    joint graph)."""
+    joint graph; a leaf's node, AccumulateGrad, is the only kind that holds a ``variable``
+    and it has no inputs)."""
     found: dict[int, torch.Tensor] = {}
-    seen, stack = set(), []
+    stack = []
     for tensor in tensors:
-        if tensor.grad_fn is None:
-            if tensor.requires_grad:
-                found[id(tensor)] = tensor
-        else:
+        if tensor.grad_fn is not None:
             stack.append(tensor.grad_fn)
+        elif tensor.requires_grad:
+            found[id(tensor)] = tensor
+    seen = set(stack)
     while stack:
         node = stack.pop()
-        if node is None or node in seen:
+        inputs = node.next_functions
+        if not inputs:
+            leaf = getattr(node, "variable", None)
+            if leaf is not None:
+                found[id(leaf)] = leaf
             continue
-        seen.add(node)
-        leaf = getattr(node, "variable", None)
-        if isinstance(leaf, torch.Tensor):
-            found[id(leaf)] = leaf
-        stack.extend(next_fn for next_fn, _ in node.next_functions)
+        for next_fn, _ in inputs:
+            if next_fn is not None and next_fn not in seen:
+                seen.add(next_fn)
+                stack.append(next_fn)
     return found
 
 
