@@ -22,8 +22,20 @@ from typing import Any
 import numpy as np
 
 from odebench.errors import InvalidInputError
+from odebench.report.labels import OVER_BUDGET
 
-__all__ = ["Aggregate", "AmbiguousCellError", "Summary", "cells", "differing", "summarize"]
+__all__ = [
+    "Aggregate",
+    "AmbiguousCellError",
+    "Summary",
+    "cells",
+    "differing",
+    "finished",
+    "matches",
+    "pool",
+    "summarize",
+    "where",
+]
 
 #: Columns that say when and where a row was measured, listed last among differing columns.
 _PROVENANCE = ("commit", "timestamp", "hostname")
@@ -115,3 +127,47 @@ def summarize(values: Sequence[Any]) -> Summary | None:
         return None
     q1, median, q3 = np.percentile(numbers, [25, 50, 75])
     return Summary(float(median), float(q1), float(q3), len(numbers))
+
+
+def matches(value: Any, allowed: Sequence[Any]) -> bool:
+    """Whether ``value`` is one of ``allowed``; floats match to a relative 1e-9."""
+    return any(
+        value == option
+        or (
+            isinstance(value, float)
+            and isinstance(option, (int, float))
+            and math.isclose(value, option, rel_tol=1e-9)
+        )
+        for option in allowed
+    )
+
+
+def where(
+    records: Sequence[dict[str, Any]], conditions: Sequence[tuple[str, Sequence[Any]]]
+) -> list[dict[str, Any]]:
+    """The records whose every condition's column takes one of its allowed values (the
+    dimensions a spec fixes), e.g. ``(("dtype", ("float64",)),)``."""
+    return [r for r in records if all(matches(r.get(c), allowed) for c, allowed in conditions)]
+
+
+def finished(record: dict[str, Any]) -> bool:
+    """Whether the row's run finished (``ok``, or ``ok (over budget)``)."""
+    return record.get("status") in ("ok", OVER_BUDGET)
+
+
+def pool(members: Sequence[dict[str, Any]], values: Sequence[str],
+         aggregate: Aggregate) -> dict[str, Any]:
+    """One record for the cell of ``members``: each of ``values`` as the median over the
+    finished members, its quartiles in ``<value>_q1`` / ``<value>_q3``, and ``n_<over>`` the
+    number of rows pooled; the status is the members' statuses joined by "/" when they differ."""
+    pooled = dict(members[0])
+    for value in values:
+        summary = summarize([m.get(value) for m in members if finished(m)])
+        pooled[value] = summary.median if summary else None
+        pooled[f"{value}_q1"] = summary.q1 if summary else None
+        pooled[f"{value}_q3"] = summary.q3 if summary else None
+    pooled[f"n_{aggregate.over}"] = len(members)
+    statuses = sorted({str(m.get("status")) for m in members})
+    pooled["status"] = "/".join(statuses)
+    pooled.pop(aggregate.over, None)
+    return pooled

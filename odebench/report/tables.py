@@ -34,7 +34,7 @@ from odebench.environment import Provenance
 from odebench.errors import InvalidInputError
 from odebench.report import labels
 from odebench.report.labels import as_dict
-from odebench.report.select import Aggregate, cells, summarize
+from odebench.report.select import Aggregate, cells, finished, pool, summarize, where
 
 __all__ = [
     "TABLES",
@@ -423,19 +423,6 @@ def _lift_extras(records: list[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
-def _matches(value: Any, allowed: tuple[Any, ...]) -> bool:
-    """Whether ``value`` is one of ``allowed``; floats match to a relative 1e-9."""
-    return any(
-        value == option
-        or (
-            isinstance(value, float)
-            and isinstance(option, (int, float))
-            and math.isclose(value, option, rel_tol=1e-9)
-        )
-        for option in allowed
-    )
-
-
 #: Wall-clock columns; a row may carry their repeats' interquartile range as ``<name>_iqr_s``
 #: (``<name>`` without its ``_s``) or the repeats themselves as a list.
 WALL_COLUMNS = ("wall_forward_s", "wall_backward_s", "train_wall_s")
@@ -470,33 +457,6 @@ def _add_derived(records: list[dict[str, Any]]) -> None:
         record["gradient"] = labels.gradient_variant(record)
         if labels.over_budget(record):
             record["status"] = labels.OVER_BUDGET
-
-
-def _where(
-    records: list[dict[str, Any]], where: Sequence[tuple[str, tuple[Any, ...]]]
-) -> list[dict[str, Any]]:
-    """The records whose every ``where`` column takes one of its allowed values."""
-    return [r for r in records if all(_matches(r.get(c), allowed) for c, allowed in where)]
-
-
-def _finished(record: dict[str, Any]) -> bool:
-    return record.get("status") in ("ok", labels.OVER_BUDGET)
-
-
-def _pooled(members: list[dict[str, Any]], values: Sequence[str],
-            aggregate: Aggregate) -> dict[str, Any]:
-    """One record for the cell of ``members``: each of ``values`` as the median, with its
-    quartiles in ``<value>_q1`` / ``<value>_q3``, and ``n_<over>`` the rows pooled."""
-    pooled = dict(members[0])
-    for value in values:
-        summary = summarize([m.get(value) for m in members if _finished(m)])
-        pooled[value] = summary.median if summary else None
-        pooled[f"{value}_q1"] = summary.q1 if summary else None
-        pooled[f"{value}_q3"] = summary.q3 if summary else None
-    pooled[f"n_{aggregate.over}"] = len(members)
-    statuses = sorted({str(m.get("status")) for m in members})
-    pooled["status"] = statuses[0] if len(statuses) == 1 else "/".join(statuses)
-    return pooled
 
 
 def _with_spread(values: Sequence[str], aggregate: Aggregate | None) -> list[str]:
@@ -548,10 +508,10 @@ def build_table(spec: TableSpec, rows: pd.DataFrame) -> Table | None:
                                 "for the spread); list the values instead")
     records = records_of(rows[rows["study"].isin(list(spec.studies))])
     extras = _lift_extras(records) if spec.extra_values else []
-    records = _where(records, spec.where)
+    records = where(records, spec.where)
     dropped = 0
     if spec.pivot:  # a run with neither the value nor a stopped status fills no cell
-        kept = [r for r in records if r.get(spec.pivot) is not None or not _finished(r)]
+        kept = [r for r in records if r.get(spec.pivot) is not None or not finished(r)]
         dropped, records = len(records) - len(kept), kept
     if not records:
         return None
@@ -560,7 +520,7 @@ def build_table(spec: TableSpec, rows: pd.DataFrame) -> Table | None:
     groups = cells(records, dims, f"table {spec.name!r}", spec.aggregate)
     values = spec.values or extras
     if spec.aggregate is not None:
-        cell_records = [_pooled(members, values, spec.aggregate) for members in groups.values()]
+        cell_records = [pool(members, values, spec.aggregate) for members in groups.values()]
     else:
         cell_records = [members[0] for members in groups.values()]
 
@@ -644,7 +604,7 @@ def _pivot(
             if record is None:
                 line.append(None)
                 continue
-            line.append(record.get(value) if _finished(record) else record.get("status"))
+            line.append(record.get(value) if finished(record) else record.get("status"))
             if record.get("status") == labels.OVER_BUDGET:
                 marks.add((position, name))
         table.append(line)
