@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"results directory to read (default {DEFAULT_RESULTS})")
     report.add_argument("--out", type=Path, default=DEFAULT_REPORT,
                         help=f"output directory (default {DEFAULT_REPORT})")
+    report.add_argument("--allow-mixed", action="store_true",
+                        help="build from rows of several or dirty commits (exploration only; "
+                             "every table then lists its commits)")
 
     verify = sub.add_parser(
         "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget",
@@ -118,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from odebench.report.build import build_report
 
-    outputs = build_report(args.results, args.out)
+    outputs = build_report(args.results, args.out, allow_mixed=args.allow_mixed)
     for kind, paths in outputs.items():
         for path in paths:
             log.info("%s: %s", kind, path)
