@@ -15,11 +15,18 @@ import pytest
 
 from odebench.environment import Provenance
 from odebench.report import build_report
-from odebench.report.figures import FIGURES, memory_scaling, models_nfe_ratio, save
-from odebench.report.tables import TABLES, TableSpec, build_table, format_value
+from odebench.report.figures import FIGURES, Drawing, points, save
+from odebench.report.tables import (
+    LONGTABLE_ROWS,
+    TABLES,
+    TableSpec,
+    build_table,
+    format_value,
+    to_latex,
+)
 from odebench.results import ResultsStore, Row
 
-COMMIT = "abc1234-dirty"
+COMMIT = "abc1234"
 HOST = "testhost"
 STAMP = "2024-05-01T12:00:00+00:00"
 #: A PNG a trainer drew, as the rows record it: relative to the working directory.
@@ -210,6 +217,12 @@ def report(tmp_path_factory, repo_root) -> tuple[Path, dict[str, list[Path]]]:
     return out, written
 
 
+def draw(name: str, frame: pd.DataFrame) -> Drawing | None:
+    """The figure ``name`` of the report drawn from ``frame``'s rows."""
+    spec = next(spec for spec in FIGURES if spec.name == name)
+    return spec.draw(points(frame, spec), spec)
+
+
 def markdown_rows(path: Path) -> list[list[str]]:
     """The cells of each table line of a Markdown file."""
     return [
@@ -223,14 +236,14 @@ def test_every_file_is_written(report):
     out, written = report
     assert set(written) == {"tables", "figures", "html"}
     expected_tables = {
-        out / "tables" / f"{spec.name}{suffix}"
-        for spec in TABLES
-        for suffix in (".md", ".csv", ".tex")
+        out / "tables" / f"{name}{suffix}"
+        for name in ["equal_accuracy", *(spec.name for spec in TABLES)]
+        for suffix in (".md", ".csv", ".json", ".tex")
     }
     assert set(written["tables"]) == expected_tables
-    expected_figures = {
-        out / "figures" / f"{name}{suffix}" for name, *_ in FIGURES for suffix in (".png", ".svg")
-    }
+    drawn = {spec.name for spec in FIGURES} - {"gradient_precision_wall"}  # no backward wall
+    expected_figures = {out / "figures" / f"{name}{suffix}" for name in drawn
+                        for suffix in (".png", ".svg")}
     assert set(written["figures"]) == expected_figures
     assert written["html"] == [out / "index.html"]
     for path in [*written["tables"], *written["figures"], *written["html"]]:
@@ -253,47 +266,48 @@ def test_gradient_table_holds_the_values(report):
 def test_long_tables(report):
     out, _ = report
     lorenz = markdown_rows(out / "tables" / "lorenz_drift.md")
-    assert lorenz[0] == ["T", "gradient", "grad_error", "recon_error", "status"]
-    assert ["10", "backsolve", "", "", "nonfinite"] in lorenz
-    assert ["5", "backsolve", "0.0001", "1e-05", "ok"] in lorenz
+    assert lorenz[0] == ["T", "gradient", "status", "grad_error", "recon_error"]
+    assert ["10", "backsolve", "nonfinite", "", ""] in lorenz
+    assert ["5", "backsolve", "ok (over budget)", "0.0001", "1e-05"] in lorenz  # budget 1e-4
+    assert ["1", "backsolve", "ok", "1e-08", "1e-09"] in lorenz
     stiff = markdown_rows(out / "tables" / "stiff.md")
     assert stiff[0] == [
         "rtol",
         "atol",
         "dtype",
+        "status",
         "scd",
         "steps",
         "nfe_forward",
         "n_jac",
         "n_lu",
         "wall_forward_s",
-        "status",
     ]
-    assert ["0.0001", "0.0001", "float64", "3.50", "40", "300", "6", "25"] in [
-        line[:8] for line in stiff
+    assert ["0.0001", "0.0001", "float64", "ok", "3.50", "40", "300", "6", "25"] in [
+        line[:9] for line in stiff
     ]
     overhead = markdown_rows(out / "tables" / "overhead.md")
     assert overhead[0] == [
         "problem",
         "backend",
+        "status",
         "overhead_ratio",
         "wall_forward_s",
         "nfe_forward",
         "wall_per_nfe_s",
         "eval_s",
-        "status",
     ]
-    assert [line[:3] for line in overhead[1:]] == [
-        ["expdecay", "odebench", "2.25"],
-        ["expdecay", "torchdiffeq", "1.50"],
-        ["vdp", "odebench", "2.25"],
-        ["vdp", "torchdiffeq", "1.50"],
+    assert [line[:4] for line in overhead[1:]] == [
+        ["expdecay", "odebench", "ok", "2.25"],
+        ["expdecay", "torchdiffeq", "ok", "1.50"],
+        ["vdp", "odebench", "ok", "2.25"],
+        ["vdp", "torchdiffeq", "ok", "1.50"],
     ]
-    assert overhead[1][3:] == ["0.00585", "26", "0.000225", "0.0001", "ok"]
+    assert overhead[1][4:] == ["0.00585", "26", "0.000225", "0.0001"]
     title = (out / "tables" / "overhead.md").read_text().splitlines()[0]
     assert "wall / (NFE x one vector-field evaluation)" in title
     memory = markdown_rows(out / "tables" / "memory.md")
-    assert ["10", "backprop", "40960", "300000000", "ok"] in memory
+    assert ["10", "backprop", "ok", "40960", "300000000"] in memory
 
 
 def table_by_key(path: Path, keys: int) -> tuple[list[str], dict[tuple[str, ...], dict[str, str]]]:
@@ -312,13 +326,13 @@ def test_models_overview(report):
         "problem",
         "gradient",
         "method",
+        "status",
         "final_loss",
         "nfe_forward",
         "nfe_backward",
         "nfe_backward_over_forward",
         "saved_bytes",
         "train_wall_s",
-        "status",
     ]
     assert len(by_key) == 12  # five ODE models x two gradients, two baselines
     assert by_key[("cnf", "eight_gaussians", "backprop", "dopri5")] == {
@@ -338,7 +352,7 @@ def test_models_overview(report):
 def test_model_tables_show_their_metrics(report):
     out, _ = report
     header, classifier = table_by_key(out / "tables" / "models_classifier.md", 3)
-    assert header[:5] == ["model", "gradient", "method", "test_error", "n_params"]
+    assert header[:6] == ["model", "gradient", "method", "status", "test_error", "n_params"]
     assert {key[0] for key in classifier} == {"odenet", "resnet"}
     assert ("resnet", "backprop", "none") in classifier
     assert classifier[("resnet", "backprop", "none")]["test_error"] == "0.125"
@@ -346,19 +360,19 @@ def test_model_tables_show_their_metrics(report):
     assert "scikit-learn digits" in (out / "tables" / "models_classifier.md").read_text()
 
     header, cnf = table_by_key(out / "tables" / "models_cnf.md", 1)
-    assert header[:3] == ["gradient", "test_nll", "n_params"]
+    assert header[:4] == ["gradient", "status", "test_nll", "n_params"]
     assert cnf[("backprop",)]["test_nll"] == "3.25"
     assert "nats" in (out / "tables" / "models_cnf.md").read_text()
     assert "model = cnf" in (out / "tables" / "models_cnf.md").read_text()  # one model: fixed
 
     header, latent = table_by_key(out / "tables" / "models_latent.md", 3)
-    assert header[3:5] == ["interp_mse", "extrap_mse"]
+    assert header[4:6] == ["interp_mse", "extrap_mse"]
     assert latent[("gru", "backprop", "none")]["extrap_mse"] == "5"
     assert {key[0] for key in latent} == {"gru", "latent_ode"}
 
     header, toys = table_by_key(out / "tables" / "models_augmented.md", 2)
-    assert header[:4] == ["model", "gradient", "final_mse", "n_params"]
-    assert header[4:] == ["nfe_forward", "nfe_backward", "status"]
+    assert header[:5] == ["model", "gradient", "status", "final_mse", "n_params"]
+    assert header[5:] == ["nfe_forward", "nfe_backward"]
     assert toys[("anode_toy", "backprop")]["final_mse"] == "1e-07"
     assert toys[("node_toy", "checkpointed")]["nfe_backward"] == "14"
 
@@ -377,16 +391,16 @@ def test_stiff_targets_keep_rtol_1e8_float64(report):
     assert "rtol = 1e-08" in text and "dtype = float64" in text
     cells = markdown_rows(out / "tables" / "stiff_targets.md")
     assert cells[0][-7:] == [
+        "status",
         "scd",
         "steps",
         "nfe_forward",
         "n_jac",
         "n_lu",
         "wall_forward_s",
-        "status",
     ]
-    assert len(cells) == 2 and cells[1][-7] == "7.25"
-    frame = pd.read_csv(out / "tables" / "stiff_targets.csv", comment="#")
+    assert len(cells) == 2 and cells[1][-6] == "7.25" and cells[1][-7] == "ok"
+    frame = pd.read_csv(out / "tables" / "stiff_targets.csv")
     assert len(frame) == 1
 
 
@@ -402,7 +416,7 @@ def test_build_table_where_matches_floats_and_lifted_extras():
         where=(("test_error", (0.0625,)),),
     )
     table = build_table(spec, frame)
-    assert list(table.frame.columns) == ["gradient", "n_params", "test_error", "status"]
+    assert list(table.frame.columns) == ["gradient", "status", "n_params", "test_error"]
     assert table.fixed == [("model", "odenet")] and table.provenance.rows == 2
     near = TableSpec("s", "s", ("stiff",), ("dtype",), where=(("rtol", (1e-8 * (1 + 1e-12),)),))
     assert len(build_table(near, frame).frame) == 2  # float32 and float64
@@ -413,20 +427,39 @@ def test_build_table_where_matches_floats_and_lifted_extras():
 def test_model_figures_accept_extra_as_json_text():
     frame = pd.DataFrame([r.to_dict() for r in model_rows()])
     as_text = frame.assign(extra=[json.dumps(extra) for extra in frame["extra"]])
-    figure = models_nfe_ratio(as_text)
-    assert figure is not None
-    assert len(figure.axes[0].patches) >= 10  # a bar per ODE model and gradient
+    drawing = draw("models_nfe_ratio", as_text)
+    assert drawing is not None and "0.92" in drawing.caption
+    assert len(drawing.figure.axes[0].patches) >= 10  # a bar per ODE model and gradient
 
 
-def test_csv_has_comment_header_and_full_precision(report):
+def test_csv_is_plain_data_with_a_provenance_sidecar(report):
     out, _ = report
     path = out / "tables" / "gradient_error.csv"
-    lines = path.read_text().splitlines()
-    assert lines[0].startswith("# Gradient error")
-    assert any(line == f"# commit: {COMMIT}" for line in lines)
-    frame = pd.read_csv(path, comment="#")
+    assert not path.read_text().startswith("#")
+    frame = pd.read_csv(path)  # a pivot is exported one line per cell, status an early column
+    assert list(frame.columns) == ["study", "gradient", "problem", "T", "status", "grad_error"]
     backprop = frame[(frame["gradient"] == "backprop") & (frame["study"] == "gradient_accuracy")]
-    assert float(backprop["vdp"].iloc[0]) == 1.234e-5
+    assert backprop.set_index("problem").loc["vdp", "grad_error"] == 1.234e-5
+    assert frame["grad_error"].dtype == np.float64
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["title"].startswith("Gradient error")
+    assert sidecar["provenance"]["commit"] == COMMIT
+
+
+def test_every_csv_loads_with_bare_read_csv(report):
+    out, written = report
+    for path in written["tables"]:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path)
+            assert not frame.empty, path
+            for column in ("nfe_forward", "nfe_backward", "steps", "saved_bytes", "n_params"):
+                if column in frame and frame[column].notna().all():
+                    assert frame[column].dtype == np.int64, (path.name, column)
+    memory = pd.read_csv(out / "tables" / "memory.csv")
+    assert memory["saved_bytes"].dtype == np.int64 and memory["T"].dtype == np.float64
+    nfe = pd.read_csv(out / "tables" / "nfe.csv")  # a stopped run leaves its counts empty
+    assert nfe["nfe_forward"].isna().sum() == 2 and not pd.api.types.is_numeric_dtype(nfe["status"])
+    assert list(nfe.columns).index("status") < list(nfe.columns).index("nfe_forward")
 
 
 def test_latex_is_booktabs_with_provenance(report):
@@ -435,8 +468,23 @@ def test_latex_is_booktabs_with_provenance(report):
         tex = (out / "tables" / f"{spec.name}.tex").read_text()
         assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
         assert f"% commit: {COMMIT}" in tex
-        assert "\\caption{" in tex and "abc1234-dirty" in tex.split("\\caption{", 1)[1]
-    assert "nfe\\_forward" in (out / "tables" / "nfe.tex").read_text()
+        caption = tex.split("\\caption{", 1)[1].split("}", 1)[0]
+        assert COMMIT not in caption  # short caption; provenance in the note under the table
+        assert f"commit {COMMIT}" in tex.split("\\footnotesize", 1)[1]
+    nfe = (out / "tables" / "nfe.tex").read_text()
+    assert "nfe\\_forward" in nfe
+    assert "\\begin{tabular}{llllrrlrrrr}" in nfe  # text left (status too), numbers right
+    lorenz = (out / "tables" / "lorenz_drift.tex").read_text()
+    assert "backsolve+reanchor" not in lorenz and "backsolve" in lorenz
+
+
+def test_long_latex_tables_break_across_pages():
+    frame = pd.DataFrame([row("nfe_only", problem=f"p{i}", nfe_forward=i).to_dict()
+                          for i in range(LONGTABLE_ROWS + 1)])
+    table = build_table(TableSpec("long", "Long", ("nfe_only",), ("problem",),
+                                  values=("nfe_forward",)), frame)
+    tex = to_latex(table)
+    assert "\\begin{longtable}{llr}" in tex and "\\endhead" in tex
 
 
 def test_markdown_carries_provenance(report):
@@ -490,7 +538,7 @@ def test_html_embeds_the_trainer_pngs_that_exist(report, repo_root):
 def test_figure_carries_provenance_footer(tmp_path):
     frame = pd.DataFrame([r.to_dict() for r in synthetic_rows() if r.study == "memory_scaling"])
     provenance = Provenance.from_rows(frame)
-    figure = memory_scaling(frame)
+    figure = draw("memory_scaling", frame).figure
     paths = save(figure, provenance, tmp_path / "memory")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     footers = [text.get_text() for text in figure.texts]
@@ -506,7 +554,8 @@ def test_missing_studies_are_skipped(tmp_path):
         if item.study == "overhead":
             store.append(item)
     written = build_report(results, tmp_path / "out")
-    assert {p.name for p in written["tables"]} == {"overhead.md", "overhead.csv", "overhead.tex"}
+    assert {p.name for p in written["tables"]} == {
+        "overhead.md", "overhead.csv", "overhead.json", "overhead.tex"}
     assert {p.name for p in written["figures"]} == {"overhead.png", "overhead.svg"}
     html = (tmp_path / "out" / "index.html").read_text()
     assert "Lorenz" not in html and "drawn by the trainers" not in html

@@ -600,7 +600,7 @@ CAPTION_TARGET = 1e-8
 _SETTINGS = ("rtol", "atol", "dtype", "device")
 _FORWARD = (("gradient", (None,)),)  # forward solves only
 _MODELS = dict(panel=("model",), line=("gradient", "backend", "method", "problem", *_SETTINGS),
-               along=(), where=(("seed", (0,)),))
+               along=(), where=(("seed", (0, None)),))
 _GRADIENT_LINE = ("backend", "gradient", "method", "seminorm", "dtype", "device")
 
 #: The figures of a report, in order.
