@@ -43,6 +43,7 @@ def equal_accuracy_table(rows: pd.DataFrame) -> Table | None:
     if long.empty or long[["wall_s", "nfe"]].isna().all().all():
         return None
     long = long.rename(columns={"panel_label": "problem", "line_label": "backend/method"})
+    long = long[["problem", "backend/method", "target", "wall_s", "nfe", "reason"]]
     wide = []
     for (problem, line), part in long.groupby(["problem", "backend/method"], sort=True):
         by_target = part.set_index("target")

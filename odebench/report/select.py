@@ -37,7 +37,10 @@ __all__ = [
     "where",
 ]
 
-#: Columns that say when and where a row was measured, listed last among differing columns.
+#: Columns that name a grid dimension: listed first among the columns in which rows differ.
+_DIMENSIONS = ("study", "problem", "T", "backend", "method", "gradient", "seminorm", "rtol",
+               "atol", "dtype", "device", "width", "batch", "state_dim", "model", "seed", "params")
+#: Columns that say when and where a row was measured: listed last.
 _PROVENANCE = ("commit", "timestamp", "hostname")
 
 
@@ -79,10 +82,11 @@ class Summary:
 
 
 def differing(records: Sequence[dict[str, Any]]) -> list[str]:
-    """The columns whose values are not all equal across ``records`` (provenance ones last)."""
-    names = dict.fromkeys(name for record in records for name in record)
+    """The columns whose values are not all equal across ``records``: grid dimensions first,
+    provenance last."""
+    names = list(dict.fromkeys(name for record in records for name in record))
     varying = [n for n in names if len({repr(r.get(n)) for r in records}) > 1]
-    return sorted(varying, key=lambda n: (n in _PROVENANCE, list(names).index(n)))
+    return sorted(varying, key=lambda n: (n not in _DIMENSIONS, n in _PROVENANCE, names.index(n)))
 
 
 def cells(
