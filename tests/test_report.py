@@ -841,3 +841,18 @@ def test_every_figure_returns_its_caption(report):
         drawing = spec.draw(points(selected, spec), spec) if not selected.empty else None
         if drawing is not None and spec.study != "models":
             assert drawing.caption.endswith("."), spec.name
+
+
+def test_a_figure_aggregate_draws_the_median_with_its_spread():
+    rows = [row("lorenz_drift", problem="lorenz", gradient="backprop", T=T, params={"seed": seed},
+                grad_error=error * T)
+            for T in (1.0, 2.0) for seed, error in ((0, 1e-8), (1, 4e-8), (2, 2e-8))]
+    spec = next(spec for spec in FIGURES if spec.name == "lorenz_drift")
+    with pytest.raises(AmbiguousCellError, match="seed"):
+        points(frame_of(rows), spec)
+    pooled = dataclasses.replace(spec, aggregate=Aggregate("seed"), values=("grad_error",))
+    data = points(frame_of(rows), pooled)
+    assert sorted(data["grad_error"]) == pytest.approx([2e-8, 4e-8])
+    assert set(data["n_seed"]) == {3}
+    drawing = pooled.draw(data, pooled)
+    assert drawing.figure.axes[0].collections  # the interquartile range as error bars
