@@ -1,5 +1,12 @@
 """Seaborn figures from results rows, each saved as PNG and SVG with a provenance footer.
 
+Each ``FigureSpec`` declares the dimensions that identify a point (panel, line, position
+along the line) and those it fixes (``where``); ``points`` refuses two rows for one point
+(``odebench.report.select.AmbiguousCellError``) unless the spec names an aggregation. Lines
+differ in colour and marker, legends sit outside the axes, every error axis is logarithmic
+with error downward (the stiff figures plot 10^-scd), and each figure returns one computed
+sentence, ``FigureFile.caption``, for the page.
+
 Figures are drawn on ``matplotlib.figure.Figure`` objects with an Agg canvas,
 never through pyplot, so building a report neither needs a display nor changes
 the caller's matplotlib backend. A figure is made only when its study has rows
@@ -192,11 +199,13 @@ class Drawing:
 
 def _joined(records: list[dict[str, Any]], names: Sequence[str], sep: str) -> list[str]:
     """Per record, the values of those ``names`` that vary over ``records``, joined by ``sep``
-    (``name=value`` for a number); "" where none varies."""
+    (``name=value`` for a number, ``name`` / ``no name`` for a flag); "" where none varies."""
     varying = [n for n in names if len({r.get(n) for r in records}) > 1]
 
     def text(record: dict[str, Any], name: str) -> str:
         value = record.get(name)
+        if isinstance(value, bool):
+            return name if value else f"no {name}"
         shown = format_value(value, name)
         return f"{name}={shown}" if isinstance(value, (int, float)) else shown
 
@@ -261,7 +270,9 @@ def _plottable(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 def _caption_cost(data: pd.DataFrame, x: str, y: str, spec: FigureSpec, what: str,
                   unit: Callable[[float], str]) -> str:
-    """"fewest <what> at error 1e-8: panel: line (cost); ..." from log-log interpolation."""
+    """The caption naming, per panel, the line with the least ``x`` at error
+    :data:`CAPTION_TARGET` (log-log interpolation), e.g. "fewest NFE at error 1e-08 ...: vdp:
+    odebench/dop853 (669 evaluations)"."""
     target = CAPTION_TARGET
     parts = []
     for panel, frame in data.groupby("panel_label", sort=True):
@@ -352,7 +363,7 @@ def gradient_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
         return None
     total = _numeric(data, "nfe_forward") + _numeric(data, "nfe_backward")
     return _work_precision(data.assign(nfe_total=total), spec, "nfe_total", "grad_error",
-                           "function evaluations (forward + backward)",
+                           "NFE, forward + backward",
                            "gradient relative L2 error", "fewest NFE", _count)
 
 
