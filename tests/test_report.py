@@ -713,6 +713,7 @@ def test_backsolve_variants_are_named_by_what_they_do():
                      ("torchdiffeq", "backsolve+reanchor"): 3e-5}
     assert any(note.startswith("backsolve: ") for note in table.notes)
     assert any(note.startswith("backsolve+reanchor: ") for note in table.notes)
+    assert "backsolve+reanchor: the same, but" in table.caption  # the page's line under the table
 
 
 def test_a_finished_run_over_its_gradient_budget_is_flagged():

@@ -314,6 +314,11 @@ class Table:
         """The fixed settings as ``column = value`` pairs joined by "; "."""
         return "; ".join(f"{name} = {format_value(value, name)}" for name, value in self.fixed)
 
+    @property
+    def caption(self) -> str:
+        """The notes as one paragraph (what the page shows under the title), "" if none."""
+        return " ".join(f"{note}." for note in self.notes)
+
     def header_lines(self) -> list[str]:
         """Title, studies, fixed settings, notes and provenance, one per line, without markup."""
         lines = [self.title, f"studies: {', '.join(self.studies)}"]
