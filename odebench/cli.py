@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"output directory (default {DEFAULT_REPORT})")
     report.add_argument("--repair", action="store_true",
                         help="first move bad lines of the results files to <study>.jsonl.bad")
+    report.add_argument("--allow-mixed", action="store_true",
+                        help="build from rows of several or dirty commits (exploration only; "
+                             "every table then lists its commits)")
 
     verify = sub.add_parser(
         "verify", help="gradient-correctness gate: exit 1 when a gradient breaks its budget, "
@@ -176,7 +179,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if store.rows().empty:
         raise InvalidInputError(f"results folder {args.results} holds no results rows; "
                                 "nothing written")
-    outputs = build_report(args.results, args.out)
+    outputs = build_report(args.results, args.out, allow_mixed=args.allow_mixed)
     for kind, paths in outputs.items():
         for path in paths:
             log.info("%s: %s", kind, path)

@@ -159,7 +159,7 @@ def test_caption_and_sentence_attributes_are_rendered(tmp_path):
     figure.sentence = "Fewest NFE at error 1e-8: dop853."
     table = Table(name="t", title="T", frame=pd.DataFrame({"gradient": ["backprop"]}), fixed=[],
                   provenance=provenance, studies=("s",), keys=("gradient",))
-    table.caption = "One row per gradient method."
+    table.notes = ["One row per gradient method"]
     table.sentence = "backprop only."
     html = render_html([table], [figure], provenance, tmp_path)
     assert '<p class="sentence">Fewest NFE at error 1e-8: dop853.</p>' in html

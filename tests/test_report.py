@@ -15,11 +15,21 @@ import pytest
 
 from odebench.environment import Provenance
 from odebench.report import build_report
-from odebench.report.figures import FIGURES, memory_scaling, models_nfe_ratio, save
-from odebench.report.tables import TABLES, TableSpec, build_table, format_value
+from odebench.report.accuracy import cost_at
+from odebench.report.build import MixedCommitsError
+from odebench.report.figures import FIGURES, Drawing, points, save
+from odebench.report.select import Aggregate, AmbiguousCellError
+from odebench.report.tables import (
+    LONGTABLE_ROWS,
+    TABLES,
+    TableSpec,
+    build_table,
+    format_value,
+    to_latex,
+)
 from odebench.results import ResultsStore, Row
 
-COMMIT = "abc1234-dirty"
+COMMIT = "abc1234"
 HOST = "testhost"
 STAMP = "2024-05-01T12:00:00+00:00"
 #: A PNG a trainer drew, as the rows record it: relative to the working directory.
@@ -210,6 +220,12 @@ def report(tmp_path_factory, repo_root) -> tuple[Path, dict[str, list[Path]]]:
     return out, written
 
 
+def draw(name: str, frame: pd.DataFrame) -> Drawing | None:
+    """The figure ``name`` of the report drawn from ``frame``'s rows."""
+    spec = next(spec for spec in FIGURES if spec.name == name)
+    return spec.draw(points(frame[frame["study"] == spec.study], spec), spec)
+
+
 def markdown_rows(path: Path) -> list[list[str]]:
     """The cells of each table line of a Markdown file."""
     return [
@@ -224,14 +240,14 @@ def test_every_file_is_written(report):
     assert set(written) == {"tables", "claims", "figures", "html"}
     assert written["claims"] == [out / "tables" / "claims.md"]
     expected_tables = {
-        out / "tables" / f"{spec.name}{suffix}"
-        for spec in TABLES
-        for suffix in (".md", ".csv", ".tex")
+        out / "tables" / f"{name}{suffix}"
+        for name in ["equal_accuracy", *(spec.name for spec in TABLES)]
+        for suffix in (".md", ".csv", ".json", ".tex")
     }
     assert set(written["tables"]) == expected_tables
-    expected_figures = {
-        out / "figures" / f"{name}{suffix}" for name, *_ in FIGURES for suffix in (".png", ".svg")
-    }
+    drawn = {spec.name for spec in FIGURES} - {"gradient_precision_wall"}  # no backward wall
+    expected_figures = {out / "figures" / f"{name}{suffix}" for name in drawn
+                        for suffix in (".png", ".svg")}
     assert set(written["figures"]) == expected_figures
     assert written["html"] == [out / "index.html"]
     for path in [*written["tables"], *written["figures"], *written["html"]]:
@@ -254,47 +270,48 @@ def test_gradient_table_holds_the_values(report):
 def test_long_tables(report):
     out, _ = report
     lorenz = markdown_rows(out / "tables" / "lorenz_drift.md")
-    assert lorenz[0] == ["T", "gradient", "grad_error", "recon_error", "status"]
-    assert ["10", "backsolve", "", "", "nonfinite"] in lorenz
-    assert ["5", "backsolve", "0.0001", "1e-05", "ok"] in lorenz
+    assert lorenz[0] == ["T", "gradient", "status", "grad_error", "recon_error"]
+    assert ["10", "backsolve", "nonfinite", "", ""] in lorenz
+    assert ["5", "backsolve", "ok (over budget)", "0.0001", "1e-05"] in lorenz  # budget 1e-4
+    assert ["1", "backsolve", "ok", "1e-08", "1e-09"] in lorenz
     stiff = markdown_rows(out / "tables" / "stiff.md")
     assert stiff[0] == [
         "rtol",
         "atol",
         "dtype",
+        "status",
         "scd",
         "steps",
         "nfe_forward",
         "n_jac",
         "n_lu",
         "wall_forward_s",
-        "status",
     ]
-    assert ["0.0001", "0.0001", "float64", "3.50", "40", "300", "6", "25"] in [
-        line[:8] for line in stiff
+    assert ["0.0001", "0.0001", "float64", "ok", "3.50", "40", "300", "6", "25"] in [
+        line[:9] for line in stiff
     ]
     overhead = markdown_rows(out / "tables" / "overhead.md")
     assert overhead[0] == [
         "problem",
         "backend",
+        "status",
         "overhead_ratio",
         "wall_forward_s",
         "nfe_forward",
         "wall_per_nfe_s",
         "eval_s",
-        "status",
     ]
-    assert [line[:3] for line in overhead[1:]] == [
-        ["expdecay", "odebench", "2.25"],
-        ["expdecay", "torchdiffeq", "1.50"],
-        ["vdp", "odebench", "2.25"],
-        ["vdp", "torchdiffeq", "1.50"],
+    assert [line[:4] for line in overhead[1:]] == [
+        ["expdecay", "odebench", "ok", "2.25"],
+        ["expdecay", "torchdiffeq", "ok", "1.50"],
+        ["vdp", "odebench", "ok", "2.25"],
+        ["vdp", "torchdiffeq", "ok", "1.50"],
     ]
-    assert overhead[1][3:] == ["0.00585", "26", "0.000225", "0.0001", "ok"]
+    assert overhead[1][4:] == ["0.00585", "26", "0.000225", "0.0001"]
     title = (out / "tables" / "overhead.md").read_text().splitlines()[0]
     assert "wall / (NFE x one vector-field evaluation)" in title
     memory = markdown_rows(out / "tables" / "memory.md")
-    assert ["10", "backprop", "40960", "300000000", "ok"] in memory
+    assert ["10", "backprop", "ok", "40960", "300000000"] in memory
 
 
 def table_by_key(path: Path, keys: int) -> tuple[list[str], dict[tuple[str, ...], dict[str, str]]]:
@@ -313,13 +330,13 @@ def test_models_overview(report):
         "problem",
         "gradient",
         "method",
+        "status",
         "final_loss",
         "nfe_forward",
         "nfe_backward",
         "nfe_backward_over_forward",
         "saved_bytes",
         "train_wall_s",
-        "status",
     ]
     assert len(by_key) == 12  # five ODE models x two gradients, two baselines
     assert by_key[("cnf", "eight_gaussians", "backprop", "dopri5")] == {
@@ -339,7 +356,7 @@ def test_models_overview(report):
 def test_model_tables_show_their_metrics(report):
     out, _ = report
     header, classifier = table_by_key(out / "tables" / "models_classifier.md", 3)
-    assert header[:5] == ["model", "gradient", "method", "test_error", "n_params"]
+    assert header[:6] == ["model", "gradient", "method", "status", "test_error", "n_params"]
     assert {key[0] for key in classifier} == {"odenet", "resnet"}
     assert ("resnet", "backprop", "none") in classifier
     assert classifier[("resnet", "backprop", "none")]["test_error"] == "0.125"
@@ -347,19 +364,19 @@ def test_model_tables_show_their_metrics(report):
     assert "scikit-learn digits" in (out / "tables" / "models_classifier.md").read_text()
 
     header, cnf = table_by_key(out / "tables" / "models_cnf.md", 1)
-    assert header[:3] == ["gradient", "test_nll", "n_params"]
+    assert header[:4] == ["gradient", "status", "test_nll", "n_params"]
     assert cnf[("backprop",)]["test_nll"] == "3.25"
     assert "nats" in (out / "tables" / "models_cnf.md").read_text()
     assert "model = cnf" in (out / "tables" / "models_cnf.md").read_text()  # one model: fixed
 
     header, latent = table_by_key(out / "tables" / "models_latent.md", 3)
-    assert header[3:5] == ["interp_mse", "extrap_mse"]
+    assert header[4:6] == ["interp_mse", "extrap_mse"]
     assert latent[("gru", "backprop", "none")]["extrap_mse"] == "5"
     assert {key[0] for key in latent} == {"gru", "latent_ode"}
 
     header, toys = table_by_key(out / "tables" / "models_augmented.md", 2)
-    assert header[:4] == ["model", "gradient", "final_mse", "n_params"]
-    assert header[4:] == ["nfe_forward", "nfe_backward", "status"]
+    assert header[:5] == ["model", "gradient", "status", "final_mse", "n_params"]
+    assert header[5:] == ["nfe_forward", "nfe_backward"]
     assert toys[("anode_toy", "backprop")]["final_mse"] == "1e-07"
     assert toys[("node_toy", "checkpointed")]["nfe_backward"] == "14"
 
@@ -378,16 +395,16 @@ def test_stiff_targets_keep_rtol_1e8_float64(report):
     assert "rtol = 1e-08" in text and "dtype = float64" in text
     cells = markdown_rows(out / "tables" / "stiff_targets.md")
     assert cells[0][-7:] == [
+        "status",
         "scd",
         "steps",
         "nfe_forward",
         "n_jac",
         "n_lu",
         "wall_forward_s",
-        "status",
     ]
-    assert len(cells) == 2 and cells[1][-7] == "7.25"
-    frame = pd.read_csv(out / "tables" / "stiff_targets.csv", comment="#")
+    assert len(cells) == 2 and cells[1][-6] == "7.25" and cells[1][-7] == "ok"
+    frame = pd.read_csv(out / "tables" / "stiff_targets.csv")
     assert len(frame) == 1
 
 
@@ -403,7 +420,7 @@ def test_build_table_where_matches_floats_and_lifted_extras():
         where=(("test_error", (0.0625,)),),
     )
     table = build_table(spec, frame)
-    assert list(table.frame.columns) == ["gradient", "n_params", "test_error", "status"]
+    assert list(table.frame.columns) == ["gradient", "status", "n_params", "test_error"]
     assert table.fixed == [("model", "odenet")] and table.provenance.rows == 2
     near = TableSpec("s", "s", ("stiff",), ("dtype",), where=(("rtol", (1e-8 * (1 + 1e-12),)),))
     assert len(build_table(near, frame).frame) == 2  # float32 and float64
@@ -414,20 +431,39 @@ def test_build_table_where_matches_floats_and_lifted_extras():
 def test_model_figures_accept_extra_as_json_text():
     frame = pd.DataFrame([r.to_dict() for r in model_rows()])
     as_text = frame.assign(extra=[json.dumps(extra) for extra in frame["extra"]])
-    figure = models_nfe_ratio(as_text)
-    assert figure is not None
-    assert len(figure.axes[0].patches) >= 10  # a bar per ODE model and gradient
+    drawing = draw("models_nfe_ratio", as_text)
+    assert drawing is not None and "0.92" in drawing.caption
+    assert len(drawing.figure.axes[0].patches) >= 10  # a bar per ODE model and gradient
 
 
-def test_csv_has_comment_header_and_full_precision(report):
+def test_csv_is_plain_data_with_a_provenance_sidecar(report):
     out, _ = report
     path = out / "tables" / "gradient_error.csv"
-    lines = path.read_text().splitlines()
-    assert lines[0].startswith("# Gradient error")
-    assert any(line == f"# commit: {COMMIT}" for line in lines)
-    frame = pd.read_csv(path, comment="#")
+    assert not path.read_text().startswith("#")
+    frame = pd.read_csv(path)  # a pivot is exported one line per cell, status an early column
+    assert list(frame.columns) == ["study", "gradient", "problem", "T", "status", "grad_error"]
     backprop = frame[(frame["gradient"] == "backprop") & (frame["study"] == "gradient_accuracy")]
-    assert float(backprop["vdp"].iloc[0]) == 1.234e-5
+    assert backprop.set_index("problem").loc["vdp", "grad_error"] == 1.234e-5
+    assert frame["grad_error"].dtype == np.float64
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["title"].startswith("Gradient error")
+    assert sidecar["provenance"]["commit"] == COMMIT
+
+
+def test_every_csv_loads_with_bare_read_csv(report):
+    out, written = report
+    for path in written["tables"]:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path)
+            assert not frame.empty, path
+            for column in ("nfe_forward", "nfe_backward", "steps", "saved_bytes", "n_params"):
+                if column in frame and frame[column].notna().all():
+                    assert frame[column].dtype == np.int64, (path.name, column)
+    memory = pd.read_csv(out / "tables" / "memory.csv")
+    assert memory["saved_bytes"].dtype == np.int64 and memory["T"].dtype == np.float64
+    nfe = pd.read_csv(out / "tables" / "nfe.csv")  # a stopped run leaves its counts empty
+    assert nfe["nfe_forward"].isna().sum() == 2 and not pd.api.types.is_numeric_dtype(nfe["status"])
+    assert list(nfe.columns).index("status") < list(nfe.columns).index("nfe_forward")
 
 
 def test_latex_is_booktabs_with_provenance(report):
@@ -436,8 +472,23 @@ def test_latex_is_booktabs_with_provenance(report):
         tex = (out / "tables" / f"{spec.name}.tex").read_text()
         assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
         assert f"% commit: {COMMIT}" in tex
-        assert "\\caption{" in tex and "abc1234-dirty" in tex.split("\\caption{", 1)[1]
-    assert "nfe\\_forward" in (out / "tables" / "nfe.tex").read_text()
+        caption = tex.split("\\caption{", 1)[1].split("}", 1)[0]
+        assert COMMIT not in caption  # short caption; provenance in the note under the table
+        assert f"commit {COMMIT}" in tex.split("\\footnotesize", 1)[1]
+    nfe = (out / "tables" / "nfe.tex").read_text()
+    assert "nfe\\_forward" in nfe
+    assert "\\begin{tabular}{llllrrlrrrr}" in nfe  # text left (status too), numbers right
+    lorenz = (out / "tables" / "lorenz_drift.tex").read_text()
+    assert "backsolve+reanchor" not in lorenz and "backsolve" in lorenz
+
+
+def test_long_latex_tables_break_across_pages():
+    frame = pd.DataFrame([row("nfe_only", problem=f"p{i}", nfe_forward=i).to_dict()
+                          for i in range(LONGTABLE_ROWS + 1)])
+    table = build_table(TableSpec("long", "Long", ("nfe_only",), ("problem",),
+                                  values=("nfe_forward",)), frame)
+    tex = to_latex(table)
+    assert "\\begin{longtable}{llr}" in tex and "\\endhead" in tex
 
 
 def test_markdown_carries_provenance(report):
@@ -489,7 +540,7 @@ def test_html_embeds_the_trainer_pngs_that_exist(report, repo_root):
 def test_figure_carries_provenance_footer(tmp_path):
     frame = pd.DataFrame([r.to_dict() for r in synthetic_rows() if r.study == "memory_scaling"])
     provenance = Provenance.from_rows(frame)
-    figure = memory_scaling(frame)
+    figure = draw("memory_scaling", frame).figure
     paths = save(figure, provenance, tmp_path / "memory")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     footers = [text.get_text() for text in figure.texts]
@@ -505,7 +556,8 @@ def test_missing_studies_are_skipped(tmp_path):
         if item.study == "overhead":
             store.append(item)
     written = build_report(results, tmp_path / "out")
-    assert {p.name for p in written["tables"]} == {"overhead.md", "overhead.csv", "overhead.tex"}
+    assert {p.name for p in written["tables"]} == {
+        "overhead.md", "overhead.csv", "overhead.json", "overhead.tex"}
     assert {p.name for p in written["figures"]} == {"overhead.png", "overhead.svg"}
     html = (tmp_path / "out" / "index.html").read_text()
     assert "lorenz_drift\"" not in html and "drawn by the trainers" not in html  # no table or figure
@@ -550,3 +602,257 @@ def test_classifier_table_keeps_one_row_per_seed(tmp_path):
     table = build_table(spec, store.rows())
     assert table is not None and list(table.frame["seed"]) == [0, 1, 2]
     assert list(table.frame["test_error"]) == [0.03, 0.02, 0.025]
+
+
+# --- single-sourcing: one row per cell or point, or a declared aggregate (issue 13.1) -------
+
+
+def frame_of(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame([r.to_dict() for r in rows])
+
+
+def lorenz_gradient_rows() -> list[Row]:
+    """Lorenz at T=1 and T=2, same settings otherwise: two cells, not one."""
+    return [row("gradient_accuracy", problem="lorenz", gradient="backprop", T=T, grad_error=e)
+            for T, e in ((1.0, 1.5e-5), (2.0, 0.444))]
+
+
+def test_gradient_table_keeps_lorenz_T1_and_T2_apart():
+    table = build_table(TABLES[0], frame_of(lorenz_gradient_rows()))
+    assert list(table.frame.columns)[-2:] == ["lorenz (T=1)", "lorenz (T=2)"]
+    assert table.frame.iloc[0, -2:].tolist() == [1.5e-5, 0.444]
+    assert table.provenance.rows == 2  # the header's row count equals the cells shown
+
+
+def test_two_rows_for_one_table_cell_are_refused():
+    spec = TableSpec("g", "g", ("gradient_accuracy",), ("gradient",), pivot="grad_error",
+                     columns=("problem",))  # T not declared
+    with pytest.raises(AmbiguousCellError, match=r"2 rows feed the cell .*differ in \['T'"):
+        build_table(spec, frame_of(lorenz_gradient_rows()))
+    values = TableSpec("v", "v", ("gradient_accuracy",), ("problem", "gradient"),
+                       values=("grad_error",))
+    with pytest.raises(AmbiguousCellError, match="table 'v'"):
+        build_table(values, frame_of(lorenz_gradient_rows()))
+
+
+def seed_rows() -> list[Row]:
+    return [row("models", model="odenet", problem="digits", gradient="backprop",
+                params={"seed": seed}, extra={"test_error": error}, wall_forward_s=1.0)
+            for seed, error in ((0, 0.01), (1, 0.03), (2, 0.02))]
+
+
+def test_an_aggregate_names_its_dimension_count_and_spread():
+    plain = TableSpec("m", "m", ("models",), ("model", "gradient"), values=("test_error",),
+                      extra_values=True)
+    with pytest.raises(AmbiguousCellError, match="seed"):
+        build_table(plain, frame_of(seed_rows()))
+    pooled = dataclasses.replace(plain, aggregate=Aggregate("seed"))
+    table = build_table(pooled, frame_of(seed_rows()))
+    record = table.frame.iloc[0]
+    assert record["test_error"] == pytest.approx(0.02)
+    assert (record["test_error_q1"], record["test_error_q3"]) == pytest.approx((0.015, 0.025))
+    assert record["n_seed"] == 3
+    assert "median of 3 seeds per cell (spread: interquartile range)" in table.notes
+    twice = frame_of([*seed_rows(), seed_rows()[0]])  # a seed repeated: still ambiguous
+    with pytest.raises(AmbiguousCellError, match="aggregating over 'seed'"):
+        build_table(pooled, twice)
+
+
+def drift_rows() -> list[Row]:
+    return [row("lorenz_drift", problem="lorenz", backend=backend, gradient="backprop", T=2.0,
+                grad_error=error, recon_error=error / 10)
+            for backend, error in (("odebench", 0.305), ("torchdiffeq", 1.74))]
+
+
+def test_figure_points_keep_libraries_apart_or_refuse():
+    spec = next(spec for spec in FIGURES if spec.name == "lorenz_drift")
+    data = points(frame_of(drift_rows()), spec)
+    assert sorted(data["line_label"]) == ["odebench", "torchdiffeq"]
+    assert sorted(data["grad_error"]) == [0.305, 1.74]  # no median of the two libraries
+    pooled = dataclasses.replace(spec, line=("gradient",))
+    with pytest.raises(AmbiguousCellError, match=r"figure 'lorenz_drift'.*differ in \['backend'"):
+        points(frame_of(drift_rows()), pooled)
+
+
+def test_memory_figure_keeps_widths_and_libraries_apart():
+    rows = [row("memory_scaling", problem="neural", backend=backend, gradient="backsolve", T=T,
+                width=width, saved_bytes=22528 * (1 if backend == "odebench" else int(T)))
+            for backend in ("odebench", "torchdiffeq") for width in (16, 64) for T in (1.0, 10.0)]
+    drawing = draw("memory_scaling", frame_of(rows))
+    assert len(drawing.figure.axes) == 2  # a panel per width
+    assert "odebench/backsolve x1 " in drawing.caption
+    assert "torchdiffeq/backsolve+reanchor x10 " in drawing.caption
+
+
+# --- rows say what ran: peers' names, gradient variants, budget (issue 13.2) ------------------
+
+
+def test_peer_methods_by_their_own_names_with_the_mapping_stated_once():
+    rows = [row("work_precision", backend="torchdiffeq", method="dop853", sol_error=1e-6,
+                extra={"library_method": "dopri8"}),
+            row("work_precision", backend="odebench", method="dop853", sol_error=1e-7,
+                extra={"library_method": "dop853"})]
+    table = build_table(TABLES[1], frame_of(rows))
+    assert sorted(table.frame["method"]) == ["dop853", "dopri8"]
+    assert table.notes == [
+        "methods by their libraries' own names: torchdiffeq dopri8 fills odebench's dop853 slot"]
+
+
+def test_backsolve_variants_are_named_by_what_they_do():
+    rows = [
+        row("gradient_accuracy", gradient="backsolve", grad_error=1e-5),
+        row("gradient_accuracy", gradient="backsolve", grad_error=2e-5,
+            params={"options": {"reanchor": True}}),
+        row("gradient_accuracy", gradient="backsolve", backend="torchdiffeq", grad_error=3e-5),
+    ]
+    table = build_table(TABLES[0], frame_of(rows))
+    shown = dict(zip(zip(table.frame["backend"], table.frame["gradient"]),
+                     table.frame["expdecay"], strict=True))
+    assert shown == {("odebench", "backsolve"): 1e-5, ("odebench", "backsolve+reanchor"): 2e-5,
+                     ("torchdiffeq", "backsolve+reanchor"): 3e-5}
+    assert any(note.startswith("backsolve: ") for note in table.notes)
+    assert any(note.startswith("backsolve+reanchor: ") for note in table.notes)
+    assert "backsolve+reanchor: the same, but" in table.caption  # the page's line under the table
+
+
+def test_a_finished_run_over_its_gradient_budget_is_flagged():
+    rows = [row("gradient_accuracy", gradient="backsolve", rtol=1e-6, grad_error=1e-3),
+            row("gradient_accuracy", gradient="backprop", rtol=1e-6, grad_error=1e-5)]
+    table = build_table(TABLES[0], frame_of(rows))  # budget max(100 x 1e-6, 1000 eps) = 1e-4
+    display = dict(zip(table.frame["gradient"], table.display()["expdecay"], strict=True))
+    assert display == {"backsolve": "0.001 *", "backprop": "1e-05"}
+    assert any("over budget" in note and "100 x rtol" in note for note in table.notes)
+    nfe = build_table(TABLES[2], frame_of(rows))
+    assert dict(zip(nfe.frame["gradient"], nfe.frame["status"], strict=True)) == {
+        "backsolve": "ok (over budget)", "backprop": "ok"}
+
+
+# --- one clean commit per report; wall-clock spread (issue 13.4) -----------------------------
+
+
+def write_rows(directory: Path, rows: list[Row]) -> Path:
+    store = ResultsStore(directory)
+    for item in rows:
+        store.append(item)
+    return directory
+
+
+def test_report_refuses_a_dirty_tree_or_several_commits(tmp_path):
+    dirty = write_rows(tmp_path / "dirty", [row("overhead", commit="abc1234-dirty",
+                                                 overhead_ratio=1.5, nfe_forward=26)])
+    with pytest.raises(MixedCommitsError, match=r"dirty tree: abc1234-dirty \(1 rows\)"):
+        build_report(dirty, tmp_path / "out")
+    mixed = write_rows(tmp_path / "mixed", [
+        row("overhead", problem=p, commit=c, overhead_ratio=1.5, nfe_forward=26)
+        for p, c in (("a", "abc1234"), ("b", "def5678"), ("c", "def5678"))])
+    with pytest.raises(MixedCommitsError, match=r"2 commits: abc1234 \(1 rows\), def5678 \(2"):
+        build_report(mixed, tmp_path / "out")
+    build_report(mixed, tmp_path / "out", allow_mixed=True)
+    text = (tmp_path / "out" / "tables" / "overhead.md").read_text()
+    assert "rows from several commits: abc1234 (1 rows), def5678 (2 rows)" in text
+
+
+def test_wall_clock_repeats_show_median_and_iqr():
+    rows = [row("overhead", problem="a", overhead_ratio=1.5, wall_forward_s=[1.0, 2.0, 3.0, 4.0,
+                                                                              5.0]),
+            row("overhead", problem="b", overhead_ratio=1.5, wall_forward_s=2.0,
+                wall_forward_iqr_s=0.25)]
+    table = build_table(TABLES[5], frame_of(rows))
+    frame = table.frame.set_index("problem")
+    assert frame.loc["a", "wall_forward_s"] == 3.0 and frame.loc["a", "wall_forward_iqr_s"] == 2.0
+    assert frame.loc["b", "wall_forward_iqr_s"] == 0.25
+    assert list(table.frame.columns).index("wall_forward_iqr_s") == list(
+        table.frame.columns).index("wall_forward_s") + 1
+
+
+# --- equal accuracy (issue 13.6) and readable work-precision diagrams (issue 14.2) -----------
+
+
+def test_cost_at_interpolates_log_log_and_says_why_not():
+    costs = [10.0, 100.0, 1000.0]
+    errors = [1e-2, 1e-4, 1e-6]  # error = cost^-2 exactly
+    assert cost_at(costs, errors, 1e-3).cost == pytest.approx(10**1.5)
+    assert cost_at(costs, errors, 1e-6).cost == pytest.approx(1000.0)
+    unreached = cost_at(costs, errors, 1e-8)
+    assert unreached.cost is None and unreached.reason.startswith("not reached")
+    below = cost_at(costs, errors, 1e-1)
+    assert below.cost is None and below.reason.startswith("below the target")
+    assert cost_at([10.0, float("nan")], [1e-2, 1e-4], 1e-3).reason.startswith("not reached")
+
+
+def test_equal_accuracy_table_and_headline_figure(report):
+    out, _ = report
+    frame = pd.read_csv(out / "tables" / "equal_accuracy.csv")
+    cell = frame[(frame["problem"] == "expdecay") & (frame["backend/method"] == "odebench")]
+    by_target = cell.set_index("target")
+    # the curve: error 2e-4 at 100 NFE, 2e-8 at 1000 NFE (synthetic_rows)
+    assert by_target.loc[1e-6, "nfe"] == pytest.approx(100 * 200**0.25)
+    assert by_target.loc[1e-4, "nfe"] == pytest.approx(100 * 2**0.25)
+    assert np.isnan(by_target.loc[1e-8, "nfe"])
+    assert list(frame.columns) == ["problem", "backend/method", "target", "wall_s", "nfe", "reason"]
+    assert by_target.loc[1e-8, "reason"].startswith("not reached")
+    notes = json.loads((out / "tables" / "equal_accuracy.json").read_text())["notes"]
+    assert any("empty cells: not reached" in note for note in notes)
+    assert (out / "figures" / "equal_accuracy.png").is_file()
+
+
+def test_work_precision_lines_differ_in_colour_and_marker_legend_outside():
+    drawing = draw("work_precision_nfe", frame_of(synthetic_rows()))
+    lines = [line for ax in drawing.figure.axes for line in ax.get_lines()]
+    styles = {line.get_label(): (line.get_color(), line.get_marker()) for line in lines}
+    assert len(styles) == 2
+    assert len({c for c, _ in styles.values()}) == 2 and len({m for _, m in styles.values()}) == 2
+    assert drawing.figure.legends and not any(ax.get_legend() for ax in drawing.figure.axes)
+    assert drawing.caption.startswith("fewest NFE at error 1e-08")
+    assert "expdecay: none reaches it" in drawing.caption
+
+
+def test_stiff_figures_plot_error_downward():
+    drawing = draw("stiff_scd_nfe", frame_of(synthetic_rows()))
+    ax = drawing.figure.axes[0]
+    assert ax.get_yscale() == "log" and "10^-scd" in ax.get_ylabel()
+    ys = sorted(float(y) for line in ax.get_lines() for y in line.get_ydata())
+    assert ys == pytest.approx([10**-7.25, 10**-3.5])  # float64 forward solves only
+
+
+def test_gradient_work_precision_has_a_line_per_library_and_method():
+    rows = [row("gradient_accuracy", problem="vdp", backend=backend, gradient=gradient, rtol=rtol,
+                grad_error=rtol * factor, nfe_forward=50, nfe_backward=int(20 / rtol**0.2),
+                wall_backward_s=1e-3 / rtol**0.2)
+            for backend, gradient, factor in (("odebench", "backsolve", 30),
+                                              ("odebench", "interpolated", 3),
+                                              ("torchdiffeq", "backsolve", 10))
+            for rtol in (1e-4, 1e-6, 1e-8, 1e-10)]
+    for name in ("gradient_precision_wall", "gradient_precision_nfe"):
+        drawing = draw(name, frame_of(rows))
+        labels = {line.get_label() for line in drawing.figure.axes[0].get_lines()}
+        assert labels == {"odebench/backsolve", "odebench/interpolated",
+                          "torchdiffeq/backsolve+reanchor"}
+        assert "odebench/interpolated" in drawing.caption
+
+
+def test_every_figure_returns_its_caption(report):
+    out, written = report
+    html = (out / "index.html").read_text()
+    assert html  # html.py renders FigureFile.caption when it knows the attribute
+    frame = frame_of(synthetic_rows())
+    for spec in FIGURES:
+        selected = frame[frame["study"] == spec.study]
+        drawing = spec.draw(points(selected, spec), spec) if not selected.empty else None
+        if drawing is not None and spec.study != "models":
+            assert drawing.caption.endswith("."), spec.name
+
+
+def test_a_figure_aggregate_draws_the_median_with_its_spread():
+    rows = [row("lorenz_drift", problem="lorenz", gradient="backprop", T=T, params={"seed": seed},
+                grad_error=error * T)
+            for T in (1.0, 2.0) for seed, error in ((0, 1e-8), (1, 4e-8), (2, 2e-8))]
+    spec = next(spec for spec in FIGURES if spec.name == "lorenz_drift")
+    with pytest.raises(AmbiguousCellError, match="seed"):
+        points(frame_of(rows), spec)
+    pooled = dataclasses.replace(spec, aggregate=Aggregate("seed"), values=("grad_error",))
+    data = points(frame_of(rows), pooled)
+    assert sorted(data["grad_error"]) == pytest.approx([2e-8, 4e-8])
+    assert set(data["n_seed"]) == {3}
+    drawing = pooled.draw(data, pooled)
+    assert drawing.figure.axes[0].collections  # the interquartile range as error bars

@@ -1,5 +1,12 @@
 """Seaborn figures from results rows, each saved as PNG and SVG with a provenance footer.
 
+Each ``FigureSpec`` declares the dimensions that identify a point (panel, line, position
+along the line) and those it fixes (``where``); ``points`` refuses two rows for one point
+(``odebench.report.select.AmbiguousCellError``) unless the spec names an aggregation. Lines
+differ in colour and marker, legends sit outside the axes, every error axis is logarithmic
+with error downward (the stiff figures plot 10^-scd), and each figure returns one computed
+sentence, ``FigureFile.caption``, for the page.
+
 Figures are drawn on ``matplotlib.figure.Figure`` objects with an Agg canvas,
 never through pyplot, so building a report neither needs a display nor changes
 the caller's matplotlib backend. A figure is made only when its study has rows
@@ -10,9 +17,10 @@ element ids so that regenerating unchanged rows gives unchanged files.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -25,7 +33,9 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from odebench.environment import Provenance
-from odebench.report.tables import as_dict
+from odebench.report.accuracy import TARGETS, cost_at
+from odebench.report.select import Aggregate, cells, finished, pool, where
+from odebench.report.tables import as_dict, column_label, format_value, records_of
 
 __all__ = [
     "FIGURES",
@@ -57,12 +67,14 @@ _FOOTER_BAND_IN = 0.16  # inches kept free at the bottom for the provenance foot
 
 @dataclass
 class FigureFile:
-    """A written figure: its files (PNG, SVG) and the provenance of the rows drawn."""
+    """A written figure: its files (PNG, SVG), the provenance of the rows drawn, and
+    ``caption``, one sentence computed from its points (shown under the figure)."""
 
     name: str
     title: str
     files: list[Path]
     provenance: Provenance
+    caption: str = ""
 
 
 def _positive(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -127,105 +139,8 @@ def _shared_legend(figure: Figure, axes: list[Axes]) -> None:
         figure.legend(handles, labels, loc="outside right upper", fontsize="small")
 
 
-def _per_problem(
-    rows: pd.DataFrame, x: str, y: str, title: str, xlabel: str, ylabel: str, log_y: bool
-) -> Figure | None:
-    """Lines of ``y`` against ``x`` (log x), hue backend/method, one panel per problem."""
-    data = _ok(rows)
-    data = _positive(data, x, y) if log_y else _positive(data, x)
-    data = data[pd.to_numeric(data[y], errors="coerce").notna()]
-    if data.empty:
-        return None
-    data = data.assign(**{"backend/method": _label(data, "backend", "method")})
-    palette = _palette(data["backend/method"])
-    problems = sorted(data["problem"].unique())
-    figure, axes = _panels(problems, title)
-    for ax, problem in zip(axes, problems, strict=True):
-        panel = data[data["problem"] == problem]
-        sns.lineplot(
-            data=panel,
-            x=x,
-            y=y,
-            hue="backend/method",
-            palette=palette,
-            marker="o",
-            estimator="median",
-            errorbar=None,
-            ax=ax,
-        )
-        _log_axis(ax, "x", panel[x])
-        if log_y:
-            _log_axis(ax, "y", panel[y])
-        ax.set(title=problem, xlabel=xlabel, ylabel=ylabel)
-    _shared_legend(figure, axes)
-    return figure
-
-
-def work_precision_nfe(rows: pd.DataFrame) -> Figure | None:
-    """Solution error against forward NFE, log-log, per problem."""
-    return _per_problem(
-        rows,
-        "nfe_forward",
-        "sol_error",
-        "Work-precision: error vs NFE",
-        "function evaluations (forward)",
-        "relative L2 error",
-        log_y=True,
-    )
-
-
-def work_precision_wall(rows: pd.DataFrame) -> Figure | None:
-    """Solution error against forward wall clock, log-log, per problem."""
-    return _per_problem(
-        rows,
-        "wall_forward_s",
-        "sol_error",
-        "Work-precision: error vs wall clock",
-        "wall clock, forward (s)",
-        "relative L2 error",
-        log_y=True,
-    )
-
-
-def _stiff_forward(rows: pd.DataFrame) -> pd.DataFrame:
-    """The stiff study's float64 forward solves (its gradient runs use shorter horizons, and
-    float32 runs are reported in the tables)."""
-    keep = rows["gradient"].isna() if "gradient" in rows.columns else True
-    if "dtype" in rows.columns:
-        keep = keep & (rows["dtype"] == "float64")
-    return rows[keep]
-
-
-def stiff_wall(rows: pd.DataFrame) -> Figure | None:
-    """Significant correct digits against wall clock (log x), per stiff problem (float64
-    forward solves)."""
-    return _per_problem(
-        _stiff_forward(rows),
-        "wall_forward_s",
-        "scd",
-        "Stiff work-precision: digits vs wall clock",
-        "wall clock, forward (s)",
-        "significant correct digits",
-        log_y=False,
-    )
-
-
-def stiff_nfe(rows: pd.DataFrame) -> Figure | None:
-    """Significant correct digits against NFE (log x), per stiff problem (float64 forward
-    solves)."""
-    return _per_problem(
-        _stiff_forward(rows),
-        "nfe_forward",
-        "scd",
-        "Stiff work-precision: digits vs NFE",
-        "function evaluations (forward)",
-        "significant correct digits",
-        log_y=False,
-    )
-
-
 def _bars(ax: Axes, data: pd.DataFrame, x: str, y: str, hue: str) -> None:
-    """Median of ``y`` per ``x`` as bars, one color per ``hue``, both in sorted order."""
+    """``y`` per ``x`` as bars (one point each), one color per ``hue``, both in sorted order."""
     sns.barplot(
         data=data,
         x=x,
@@ -234,7 +149,6 @@ def _bars(ax: Axes, data: pd.DataFrame, x: str, y: str, hue: str) -> None:
         order=sorted(data[x].unique()),
         hue_order=sorted(data[hue].unique()),
         palette=_palette(data[hue]),
-        estimator="median",
         errorbar=None,
         ax=ax,
     )
@@ -248,140 +162,361 @@ def _single(title: str) -> tuple[Figure, Axes]:
     return figure, ax
 
 
-def lorenz_drift(rows: pd.DataFrame) -> Figure | None:
-    """Gradient error per method and backsolve's reconstruction error against T (log y).
+@dataclass(frozen=True)
+class FigureSpec:
+    """What one figure shows, and the dimensions that identify each of its points.
 
-    Stopped runs are marked with a red cross at the top of the axes, at their T.
+    A point is one row (or, with ``aggregate``, the median of the rows that differ only in
+    ``aggregate.over``): its panel is given by ``panel``, its line by ``line`` and its place
+    along the line by ``along``; ``where`` fixes further dimensions. Two rows with the same
+    ``panel + line + along`` values raise ``AmbiguousCellError``. ``draw`` gets the points
+    (columns ``panel_label`` and ``line_label`` added) and returns a :class:`Drawing`.
     """
-    rows = rows[pd.to_numeric(rows["T"], errors="coerce").notna()]
-    if rows.empty:
+
+    name: str  # file stem
+    study: str
+    title: str
+    draw: Callable[[pd.DataFrame, FigureSpec], Drawing | None]
+    panel: tuple[str, ...] = ("problem", "T")
+    line: tuple[str, ...] = ("backend", "method", "dtype", "device")
+    along: tuple[str, ...] = ("rtol", "atol")
+    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    aggregate: Aggregate | None = None
+    values: tuple[str, ...] = ()  # the measurements pooled when aggregating
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return (*self.panel, *self.line, *self.along)
+
+
+@dataclass
+class Drawing:
+    """A drawn figure and the one computed sentence shown under it (``caption``)."""
+
+    figure: Figure
+    caption: str = ""
+
+
+def _joined(records: list[dict[str, Any]], names: Sequence[str], sep: str) -> list[str]:
+    """Per record, the values of those ``names`` that vary over ``records``, joined by ``sep``
+    (``name=value`` for a number, ``name`` / ``no name`` for a flag); "" where none varies."""
+    varying = [n for n in names if len({r.get(n) for r in records}) > 1]
+
+    def text(record: dict[str, Any], name: str) -> str:
+        value = record.get(name)
+        if isinstance(value, bool):
+            return name if value else f"no {name}"
+        shown = format_value(value, name)
+        return f"{name}={shown}" if isinstance(value, (int, float)) else shown
+
+    return [sep.join(text(r, n) for n in varying if r.get(n) is not None) for r in records]
+
+
+def points(rows: pd.DataFrame, spec: FigureSpec) -> pd.DataFrame:
+    """The points of ``spec`` from ``rows``: one per row, or per declared aggregate.
+
+    Raises ``AmbiguousCellError`` when two rows would feed one point.
+    """
+    records = where(records_of(rows), spec.where)
+    groups = cells(records, spec.dims, f"figure {spec.name!r}", spec.aggregate)
+    if spec.aggregate is None:
+        selected = [members[0] for members in groups.values()]
+    else:
+        selected = [pool(members, spec.values, spec.aggregate) for members in groups.values()]
+    frame = pd.DataFrame.from_records(selected) if selected else pd.DataFrame()
+    if frame.empty:
+        return frame
+    panels = [column_label(r, spec.panel) for r in selected] if spec.panel else [""] * len(frame)
+    lines = _joined(selected, spec.line, "/")
+    return frame.assign(panel_label=panels, line_label=[x or "all" for x in lines])
+
+
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "p", "h", "8", "d", "H")
+
+
+def _styles(labels: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    """A distinct (colour, marker) per label, the same in every panel of a figure."""
+    colours = _palette(pd.Series(list(labels)))
+    order = sorted(set(labels))
+    return {label: (colours[label], _MARKERS[i % len(_MARKERS)]) for i, label in enumerate(order)}
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    return pd.to_numeric(frame[column], errors="coerce") if column in frame else pd.Series(
+        np.nan, index=frame.index)
+
+
+def _lines(ax: Axes, data: pd.DataFrame, x: str, y: str,
+           styles: dict[str, tuple[Any, str]], order: Sequence[str]) -> None:
+    """One line per ``line_label`` through its points in ``order`` (the along dimensions), with
+    the interquartile range as error bars where the points are aggregates."""
+    for label, line in data.groupby("line_label", sort=True):
+        line = line.sort_values(list(order), ascending=False) if order else line
+        colour, marker = styles[label]
+        ax.plot(line[x].astype(float), line[y].astype(float), color=colour, marker=marker,
+                markersize=5, linewidth=1.2, label=label)
+        if f"{y}_q1" in line:
+            low = line[y].astype(float) - _numeric(line, f"{y}_q1")
+            high = _numeric(line, f"{y}_q3") - line[y].astype(float)
+            ax.errorbar(line[x].astype(float), line[y].astype(float), yerr=[low, high],
+                        fmt="none", ecolor=colour, elinewidth=0.8, capsize=2)
+
+
+def _plottable(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The finished points with positive, finite ``x`` and ``y`` (both axes are logarithmic)."""
+    data = data[[finished(r) for r in data.to_dict("records")]] if not data.empty else data
+    return _positive(data, x, y) if not data.empty else data
+
+
+def _caption_cost(data: pd.DataFrame, x: str, y: str, spec: FigureSpec, what: str,
+                  unit: Callable[[float], str]) -> str:
+    """The caption naming, per panel, the line with the least ``x`` at error
+    :data:`CAPTION_TARGET` (log-log interpolation), e.g. "fewest NFE at error 1e-08 ...: vdp:
+    odebench/dop853 (669 evaluations)"."""
+    target = CAPTION_TARGET
+    parts = []
+    for panel, frame in data.groupby("panel_label", sort=True):
+        best: tuple[float, str] | None = None
+        for label, line in frame.groupby("line_label", sort=True):
+            line = line.sort_values(list(spec.along), ascending=False)
+            at = cost_at(line[x].astype(float).tolist(), line[y].astype(float).tolist(), target)
+            if at.cost is not None and (best is None or at.cost < best[0]):
+                best = (at.cost, label)
+        prefix = f"{panel}: " if panel else ""
+        parts.append(f"{prefix}{best[1]} ({unit(best[0])})" if best else f"{prefix}none reaches it")
+    return f"{what} at error {target:.0e} (log-log interpolation): " + "; ".join(parts) + "."
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def _count(value: float) -> str:
+    return f"{value:.0f} evaluations"
+
+
+def _work_precision(data: pd.DataFrame, spec: FigureSpec, x: str, y: str, xlabel: str,
+                    ylabel: str, what: str, unit: Callable[[float], str]) -> Drawing | None:
+    """Error (log, downward is better) against cost (log), a panel per problem, a line per
+    ``spec.line``, a legend outside the axes, and the caption naming the cheapest line."""
+    if data.empty:
         return None
-    rows = rows.assign(label=_label(rows, "gradient", "method"))
-    figure, ax = _single("Lorenz: error growth with the final time T")
-    errors = _positive(_ok(rows), "grad_error")
+    data = _plottable(data, x, y)
+    if data.empty:
+        return None
+    styles = _styles(data["line_label"].tolist())
+    panels = sorted(data["panel_label"].unique())
+    figure, axes = _panels(panels, spec.title)
+    for ax, panel in zip(axes, panels, strict=True):
+        frame = data[data["panel_label"] == panel]
+        _lines(ax, frame, x, y, styles, spec.along)
+        _log_axis(ax, "x", frame[x])
+        _log_axis(ax, "y", frame[y])
+        ax.set(title=panel, xlabel=xlabel, ylabel=ylabel)
+    _shared_legend(figure, axes)
+    return Drawing(figure, _caption_cost(data, x, y, spec, what, unit))
+
+
+def work_precision_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Solution error against forward NFE, log-log, per problem."""
+    return _work_precision(data, spec, "nfe_forward", "sol_error", "function evaluations (forward)",
+                           "relative L2 error", "fewest NFE", _count)
+
+
+def work_precision_wall(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Solution error against forward wall clock, log-log, per problem."""
+    return _work_precision(data, spec, "wall_forward_s", "sol_error", "wall clock, forward (s)",
+                           "relative L2 error", "least wall time", _seconds)
+
+
+def _digits_as_error(data: pd.DataFrame) -> pd.DataFrame:
+    """``error_scd`` = 10^-scd, the error the significant correct digits stand for, so that the
+    stiff figures have error downward like every other figure."""
+    if data.empty:
+        return data
+    return data.assign(error_scd=10.0 ** -_numeric(data, "scd"))
+
+
+def stiff_wall(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Error 10^-scd against forward wall clock, log-log, per stiff problem (float64)."""
+    return _work_precision(_digits_as_error(data), spec, "wall_forward_s", "error_scd",
+                           "wall clock, forward (s)", "error 10^-scd", "least wall time",
+                           _seconds)
+
+
+def stiff_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Error 10^-scd against forward NFE, log-log, per stiff problem (float64)."""
+    return _work_precision(_digits_as_error(data), spec, "nfe_forward", "error_scd",
+                           "function evaluations (forward)", "error 10^-scd", "fewest NFE",
+                           _count)
+
+
+def gradient_wall(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Gradient error against backward wall clock, log-log, a line per library and gradient."""
+    return _work_precision(data, spec, "wall_backward_s", "grad_error", "wall clock, backward (s)",
+                           "gradient relative L2 error", "least backward wall time", _seconds)
+
+
+def gradient_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Gradient error against forward + backward NFE, log-log, a line per library and gradient."""
+    if data.empty:
+        return None
+    total = _numeric(data, "nfe_forward") + _numeric(data, "nfe_backward")
+    return _work_precision(data.assign(nfe_total=total), spec, "nfe_total", "grad_error",
+                           "NFE, forward + backward",
+                           "gradient relative L2 error", "fewest NFE", _count)
+
+
+def equal_accuracy(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """The headline: wall time to reach each of ``accuracy.TARGETS``, per problem (bars, log y),
+    a bar per backend/method; a missing bar did not reach the target."""
+    frame = equal_accuracy_frame(data, spec, "wall_forward_s")
+    frame = frame[frame["cost"].notna()] if not frame.empty else frame
+    if frame.empty:
+        return None
+    targets = [t for t in TARGETS if (frame["target"] == t).any()]
+    figure, axes = _panels([f"error {t:.0e}" for t in targets], spec.title)
+    styles = _styles(frame["line_label"].tolist())
+    hue_order = sorted(styles)
+    for ax, target in zip(axes, targets, strict=True):
+        part = frame[frame["target"] == target]
+        sns.barplot(data=part, x="panel_label", y="cost", hue="line_label",
+                    order=sorted(frame["panel_label"].unique()), hue_order=hue_order,
+                    palette={k: v[0] for k, v in styles.items()}, errorbar=None, ax=ax)
+        ax.set_yscale("log")
+        ax.set(title=f"to reach relative error {target:.0e}", xlabel="problem",
+               ylabel="wall clock, forward (s)")
+        ax.tick_params(axis="x", labelrotation=30)
+    _shared_legend(figure, axes)
+    parts = []
+    for target in targets:
+        part = frame[frame["target"] == target]
+        wins = part.loc[part.groupby("panel_label")["cost"].idxmin()]
+        counts = wins["line_label"].value_counts()
+        parts.append(f"at {target:.0e} the fastest on {counts.iloc[0]} of {len(wins)} problems "
+                     f"is {counts.index[0]}")
+    return Drawing(figure, "Wall time to a stated error, interpolated log-log on each "
+                   "work-precision curve: " + "; ".join(parts) + ".")
+
+
+def equal_accuracy_frame(data: pd.DataFrame, spec: FigureSpec, cost: str) -> pd.DataFrame:
+    """Per panel, line and target: the interpolated ``cost`` (``None`` with a reason when the
+    curve does not reach the target)."""
+    out = []
+    if data.empty:
+        return pd.DataFrame(columns=["panel_label", "line_label", "target", "cost", "reason"])
+    data = data[[finished(r) for r in data.to_dict("records")]]
+    for (panel, label), line in data.groupby(["panel_label", "line_label"], sort=True):
+        line = line.sort_values(list(spec.along), ascending=False)
+        costs = _numeric(line, cost).tolist()
+        errors = _numeric(line, "sol_error").tolist()
+        for target in TARGETS:
+            at = cost_at(costs, errors, target)
+            out.append((panel, label, target, at.cost, at.reason))
+    return pd.DataFrame(out, columns=["panel_label", "line_label", "target", "cost", "reason"])
+
+
+def lorenz_drift(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Gradient error per library and gradient method, and backsolve's reconstruction error,
+    against T (log y). Stopped runs are marked with a red cross at the top of the axes."""
+    if data.empty:
+        return None
+    data = data[_numeric(data, "T").notna()]
+    figure, ax = _single(spec.title)
+    records = data.to_dict("records")
+    ok = data[[finished(r) for r in records]]
+    errors = _positive(ok, "grad_error")
+    styles = _styles(data["line_label"].tolist())
     if not errors.empty:
-        sns.lineplot(
-            data=errors,
-            x="T",
-            y="grad_error",
-            hue="label",
-            palette=_palette(rows["label"]),
-            marker="o",
-            estimator="median",
-            errorbar=None,
-            ax=ax,
-        )
-    recon = _positive(_ok(rows), "recon_error")
-    if not recon.empty:
-        sns.lineplot(
-            data=recon,
-            x="T",
-            y="recon_error",
-            color="0.2",
-            linestyle="--",
-            marker="s",
-            estimator="median",
-            errorbar=None,
-            label="backsolve: reconstruction error",
-            ax=ax,
-        )
-    stopped = rows[rows["status"] != "ok"]
+        _lines(ax, errors, "T", "grad_error", styles, ())
+    recon = _positive(ok, "recon_error")
+    for label, line in recon.groupby("line_label", sort=True):
+        line = line.sort_values("T")
+        ax.plot(line["T"].astype(float), line["recon_error"].astype(float), color=styles[label][0],
+                linestyle="--", marker=styles[label][1], markerfacecolor="none",
+                label=f"{label}: reconstruction error")
+    stopped = data[[not finished(r) for r in records]]
     if not stopped.empty:
-        ax.scatter(
-            stopped["T"].astype(float),
-            [0.97] * len(stopped),
-            marker="X",
-            color="tab:red",
-            transform=blended_transform_factory(ax.transData, ax.transAxes),
-            clip_on=False,
-            zorder=5,
-            label="stopped run (" + ", ".join(sorted(set(stopped["status"]))) + ")",
-        )
+        ax.scatter(stopped["T"].astype(float), [0.97] * len(stopped), marker="X", color="tab:red",
+                   transform=blended_transform_factory(ax.transData, ax.transAxes),
+                   clip_on=False, zorder=5,
+                   label="stopped run (" + ", ".join(sorted(set(stopped["status"]))) + ")")
     if not errors.empty or not recon.empty:
         _log_axis(ax, "y", pd.concat([errors["grad_error"], recon["recon_error"]]))
     ax.set(xlabel="final time T", ylabel="relative L2 error")
-    ax.legend(fontsize="small")
-    return figure
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return Drawing(figure, _drift_caption(errors))
 
 
-def _scaling_axis(rows: pd.DataFrame) -> str | None:
-    """The first of T, width, batch, state_dim that takes more than one value."""
-    for column in ("T", "width", "batch", "state_dim"):
-        if pd.to_numeric(rows[column], errors="coerce").nunique() > 1:
-            return column
-    return None
+#: The gradient error at which the Lorenz caption says where each method's error passes.
+DRIFT_THRESHOLD = 1e-3
 
 
-def memory_scaling(rows: pd.DataFrame) -> Figure | None:
-    """Bytes saved for backward per gradient method against T (or the size that varies), log y."""
-    data = _positive(_ok(rows), "saved_bytes")
-    axis = _scaling_axis(data)
-    if axis is None:
+def _drift_caption(errors: pd.DataFrame) -> str:
+    """Per line, the smallest T whose gradient error exceeds :data:`DRIFT_THRESHOLD`."""
+    parts = []
+    for label, line in errors.groupby("line_label", sort=True):
+        above = line[line["grad_error"].astype(float) > DRIFT_THRESHOLD]
+        parts.append(f"{label} at T={above['T'].astype(float).min():g}" if not above.empty
+                     else f"{label} not up to T={line['T'].astype(float).max():g}")
+    return f"Gradient error first above {DRIFT_THRESHOLD:.0e}: " + "; ".join(parts) + "."
+
+
+def memory_scaling(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Bytes saved for backward against T, a line per library and gradient method, a panel per
+    model size (width, batch, state dimension) measured at more than one T, log y."""
+    data = _plottable(data, "T", "saved_bytes") if not data.empty else data
+    if data.empty:
         return None
-    data = data.assign(label=_label(data, "gradient"))
-    figure, ax = _single(f"Memory saved for backward vs {axis}")
-    several = data["problem"].nunique() > 1
-    sns.lineplot(
-        data=data,
-        x=axis,
-        y="saved_bytes",
-        hue="label",
-        palette=_palette(data["label"]),
-        style="problem" if several else None,
-        marker="o",
-        estimator="median",
-        errorbar=None,
-        ax=ax,
-    )
-    _log_axis(ax, "y", data["saved_bytes"])
-    ax.set(xlabel=axis, ylabel="bytes saved for backward")
-    ax.legend(fontsize="small")
-    return figure
+    data = data[data.groupby("panel_label")["T"].transform("nunique") > 1]
+    if data.empty:
+        return None
+    styles = _styles(data["line_label"].tolist())
+    panels = sorted(data["panel_label"].unique())
+    figure, axes = _panels(panels, spec.title)
+    growth = []
+    for ax, panel in zip(axes, panels, strict=True):
+        frame = data[data["panel_label"] == panel]
+        _lines(ax, frame, "T", "saved_bytes", styles, ("T",))
+        _log_axis(ax, "y", frame["saved_bytes"])
+        ax.set(title=panel, xlabel="final time T", ylabel="bytes saved for backward")
+        for label, line in frame.groupby("line_label", sort=True):
+            line = line.sort_values("T")
+            ratio = float(line["saved_bytes"].iloc[-1]) / float(line["saved_bytes"].iloc[0])
+            growth.append(f"{label} x{ratio:.3g} (T {line['T'].iloc[0]:g} -> "
+                          f"{line['T'].iloc[-1]:g}{', ' + panel if len(panels) > 1 else ''})")
+    _shared_legend(figure, axes)
+    return Drawing(figure, "Growth of the bytes saved for backward: " + "; ".join(growth) + ".")
 
 
-def overhead(rows: pd.DataFrame) -> Figure | None:
-    """Bars of overhead_ratio (wall / (NFE x one evaluation)) per backend for each problem,
-    with a dashed line at the target ratio of 2.0."""
-    data = _ok(rows)
-    data = data[pd.to_numeric(data["overhead_ratio"], errors="coerce").notna()]
+def overhead(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Bars of overhead_ratio (wall / (NFE x one vector-field evaluation)) per backend for each
+    problem, with a dashed line at the target ratio of 2.0."""
+    if data.empty:
+        return None
+    data = data[[finished(r) for r in data.to_dict("records")]]
+    data = data[_numeric(data, "overhead_ratio").notna()]
     if data.empty:
         return None
     data = data.assign(overhead_ratio=data["overhead_ratio"].astype(float))
-    figure, ax = _single(
-        "Solver-loop overhead, 1 thread:\nwall / (NFE x one vector-field evaluation)"
-    )
-    _bars(ax, data, "problem", "overhead_ratio", "backend")
-    ax.axhline(
-        OVERHEAD_TARGET,
-        color="k",
-        linestyle="--",
-        linewidth=1,
-        label=f"target {OVERHEAD_TARGET:.1f}",
-    )
+    figure, ax = _single(spec.title)
+    _bars(ax, data, "panel_label", "overhead_ratio", "line_label")
+    ax.axhline(OVERHEAD_TARGET, color="k", linestyle="--", linewidth=1,
+               label=f"target {OVERHEAD_TARGET:.1f}")
     ax.set(xlabel="problem", ylabel="wall / (NFE x one evaluation)")
     ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(fontsize="small")
-    return figure
-
-
-def _latest_runs(rows: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows with their ``extra`` as dicts, the last recorded per model and gradient,
-    seed 0 only (further seeds, where run, are in the tables)."""
-    data = _ok(rows)
-    if "params" in data.columns:
-        seeds = [as_dict(value).get("seed", 0) for value in data["params"]]
-        data = data[[seed == 0 for seed in seeds]]
-    data = data.assign(extra=[as_dict(value) for value in data["extra"]])
-    data = data.sort_values("timestamp", kind="stable", na_position="first")
-    return data.drop_duplicates(["model", "gradient"], keep="last")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    worst = data.loc[data["overhead_ratio"].idxmax()]
+    return Drawing(figure, f"Largest overhead ratio: {worst['line_label']} on "
+                   f"{worst['panel_label']}, {worst['overhead_ratio']:.2f}.")
 
 
 def _per_iteration(rows: pd.DataFrame, entry: str) -> pd.DataFrame:
     """Columns model, gradient, iteration (from 1) and value, from the list ``extra[entry]``."""
     records = [
-        (row.model, str(row.gradient), iteration, value)
-        for row in rows.itertuples(index=False)
-        for iteration, value in enumerate(row.extra.get(entry) or [], start=1)
+        (row["panel_label"], str(row["line_label"]), iteration, value)
+        for row in rows.to_dict("records")
+        for iteration, value in enumerate(as_dict(row.get("extra")).get(entry) or [], start=1)
     ]
     frame = pd.DataFrame(records, columns=["model", "gradient", "iteration", "value"])
     return frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"))
@@ -418,76 +553,101 @@ def _per_model(
     return figure
 
 
-def models_loss(rows: pd.DataFrame) -> Figure | None:
-    """Training loss against iteration (``extra["losses"]``), a panel per model, hue gradient.
+def _finished_runs(data: pd.DataFrame) -> pd.DataFrame:
+    return data[[finished(r) for r in data.to_dict("records")]] if not data.empty else data
 
-    The y axis is logarithmic in a panel whose losses are all finite and positive.
-    """
-    data = _per_iteration(_latest_runs(rows), "losses").dropna(subset=["value"])
-    if data.empty:
+
+def models_loss(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Training loss against iteration (``extra["losses"]``), a panel per model, a line per
+    gradient. The y axis is logarithmic in a panel whose losses are all finite and positive."""
+    frame = _per_iteration(_finished_runs(data), "losses").dropna(subset=["value"])
+    if frame.empty:
         return None
-    return _per_model(data, "Models: training loss", "training loss", style=None, log_y=True)
+    return Drawing(_per_model(frame, spec.title, "training loss", style=None, log_y=True))
 
 
-def models_nfe(rows: pd.DataFrame) -> Figure | None:
+def models_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
     """Function evaluations per training iteration, forward (solid) and backward (dashed),
-    a panel per model that calls an ODE solver, hue gradient."""
-    runs = _latest_runs(rows)
-    data = pd.concat(
+    a panel per model that calls an ODE solver, a line per gradient."""
+    runs = _finished_runs(data)
+    frame = pd.concat(
         [
             _per_iteration(runs, "nfe_forward_per_iter").assign(**{"pass": "forward"}),
             _per_iteration(runs, "nfe_backward_per_iter").assign(**{"pass": "backward"}),
         ]
     ).dropna(subset=["value"])
-    solved = data.loc[(data["pass"] == "forward") & (data["value"] > 0), "model"].unique()
-    data = data[data["model"].isin(solved)]
-    if data.empty:
+    solved = frame.loc[(frame["pass"] == "forward") & (frame["value"] > 0), "model"].unique()
+    frame = frame[frame["model"].isin(solved)]
+    if frame.empty:
         return None
-    title = "Models: function evaluations per iteration"
-    return _per_model(data, title, "NFE per iteration", style="pass", log_y=False)
+    return Drawing(_per_model(frame, spec.title, "NFE per iteration", style="pass", log_y=False))
 
 
-def models_nfe_ratio(rows: pd.DataFrame) -> Figure | None:
-    """Bars of backward NFE / forward NFE over training per model, hue gradient."""
-    runs = _latest_runs(rows)
-    data = runs.assign(
+def models_nfe_ratio(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Bars of backward NFE / forward NFE over training per model, a bar per gradient."""
+    runs = _finished_runs(data)
+    if runs.empty:
+        return None
+    frame = runs.assign(
         ratio=pd.to_numeric(
-            [run.get("nfe_backward_over_forward") for run in runs["extra"]], errors="coerce"
+            [as_dict(e).get("nfe_backward_over_forward") for e in runs["extra"]], errors="coerce"
         ),
-        gradient=runs["gradient"].astype(str),
     ).dropna(subset=["ratio"])
-    if data.empty:
+    if frame.empty:
         return None
-    figure, ax = _single("Models: backward NFE / forward NFE over training")
-    _bars(ax, data, "model", "ratio", "gradient")
+    figure, ax = _single(spec.title)
+    _bars(ax, frame, "panel_label", "ratio", "line_label")
     ax.set(xlabel="model", ylabel="NFE backward / NFE forward")
     ax.tick_params(axis="x", labelrotation=30)
     ax.legend(fontsize="small", title="gradient", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return figure
+    ratios = frame["ratio"].astype(float)
+    return Drawing(figure, f"Backward / forward NFE over training: {ratios.min():.2f} to "
+                   f"{ratios.max():.2f} across {len(frame)} runs (paper, Fig. 3: about 0.5).")
 
 
-#: (file stem, study, title, drawing function), in report order.
-FIGURES: tuple[tuple[str, str, str, Callable[[pd.DataFrame], Figure | None]], ...] = (
-    ("work_precision_nfe", "work_precision", "Work-precision: error vs NFE", work_precision_nfe),
-    (
-        "work_precision_wall",
-        "work_precision",
-        "Work-precision: error vs wall clock",
-        work_precision_wall,
-    ),
-    ("lorenz_drift", "lorenz_drift", "Lorenz drift vs T", lorenz_drift),
-    ("memory_scaling", "memory_scaling", "Memory vs T", memory_scaling),
-    ("overhead", "overhead", _OVERHEAD_TITLE, overhead),
-    ("stiff_scd_wall", "stiff", "Stiff: digits vs wall clock", stiff_wall),
-    ("stiff_scd_nfe", "stiff", "Stiff: digits vs NFE", stiff_nfe),
-    ("models_loss", "models", "Models: training loss per iteration", models_loss),
-    ("models_nfe", "models", "Models: NFE per training iteration", models_nfe),
-    (
-        "models_nfe_ratio",
-        "models",
-        "Models: backward NFE / forward NFE over training",
-        models_nfe_ratio,
-    ),
+#: The error at which work-precision captions name the cheapest line.
+CAPTION_TARGET = 1e-8
+
+_SETTINGS = ("rtol", "atol", "dtype", "device")
+_FORWARD = (("gradient", (None,)),)  # forward solves only
+_MODELS = dict(panel=("model",), line=("gradient", "backend", "method", "problem", *_SETTINGS),
+               along=(), where=(("seed", (0, None)),))
+_GRADIENT_LINE = ("backend", "gradient", "method", "seminorm", "dtype", "device")
+
+#: The figures of a report, in order.
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("equal_accuracy", "work_precision",
+               "Wall time to reach a stated error (interpolated on the work-precision curves)",
+               equal_accuracy),
+    FigureSpec("work_precision_nfe", "work_precision", "Work-precision: error vs NFE",
+               work_precision_nfe),
+    FigureSpec("work_precision_wall", "work_precision", "Work-precision: error vs wall clock",
+               work_precision_wall),
+    FigureSpec("gradient_precision_wall", "gradient_accuracy",
+               "Gradient work-precision: gradient error vs backward wall clock", gradient_wall,
+               line=_GRADIENT_LINE),
+    FigureSpec("gradient_precision_nfe", "gradient_accuracy",
+               "Gradient work-precision: gradient error vs forward + backward NFE", gradient_nfe,
+               line=_GRADIENT_LINE),
+    FigureSpec("lorenz_drift", "lorenz_drift", "Lorenz: error growth with the final time T",
+               lorenz_drift, panel=("problem",), line=(*_GRADIENT_LINE, "rtol", "atol"),
+               along=("T",)),
+    FigureSpec("memory_scaling", "memory_scaling", "Memory saved for backward vs T",
+               memory_scaling, panel=("problem", "width", "batch", "state_dim"),
+               line=(*_GRADIENT_LINE, "rtol", "atol"), along=("T",)),
+    FigureSpec("overhead", "overhead", _OVERHEAD_TITLE, overhead, panel=("problem", "T"),
+               line=("backend", "method", "gradient", *_SETTINGS), along=()),
+    FigureSpec("stiff_scd_wall", "stiff", "Stiff work-precision: error 10^-scd vs wall clock",
+               stiff_wall, where=(("dtype", ("float64",)), *_FORWARD)),
+    FigureSpec("stiff_scd_nfe", "stiff", "Stiff work-precision: error 10^-scd vs NFE",
+               stiff_nfe, where=(("dtype", ("float64",)), *_FORWARD)),
+    FigureSpec("models_loss", "models", "Models: training loss per iteration (seed 0)",
+               models_loss, **_MODELS),
+    FigureSpec("models_nfe", "models", "Models: NFE per training iteration (seed 0)", models_nfe,
+               **_MODELS),
+    FigureSpec("models_nfe_ratio", "models",
+               "Models: backward NFE / forward NFE over training (seed 0)", models_nfe_ratio,
+               **_MODELS),
 )
 
 
@@ -505,18 +665,27 @@ def save(figure: Figure, provenance: Provenance, stem: Path) -> list[Path]:
     return [png, svg]
 
 
-def build_figures(rows: pd.DataFrame, directory: Path) -> list[FigureFile]:
-    """Draw and save every figure whose study has plottable rows, in ``FIGURES`` order."""
+def build_figures(rows: pd.DataFrame, directory: Path,
+                  specs: Sequence[FigureSpec] = FIGURES) -> list[FigureFile]:
+    """Draw and save every figure of ``specs`` whose study has plottable rows, in order.
+
+    Raises ``AmbiguousCellError`` when two rows would feed one point of a figure.
+    """
     written = []
-    for name, study, title, draw in FIGURES:
-        selected = rows[rows["study"] == study] if "study" in rows.columns else rows.iloc[0:0]
+    for spec in specs:
+        selected = rows[rows["study"] == spec.study] if "study" in rows.columns else rows.iloc[0:0]
         if selected.empty:
             continue
-        figure = draw(selected)
-        if figure is None:
+        data = points(selected, spec)
+        drawing = spec.draw(data, spec)
+        if drawing is None:
             continue
-        provenance = Provenance.from_rows(selected)
-        written.append(
-            FigureFile(name, title, save(figure, provenance, directory / name), provenance)
-        )
+        provenance = Provenance.from_rows(_sources(selected, spec))
+        files = save(drawing.figure, provenance, directory / spec.name)
+        written.append(FigureFile(spec.name, spec.title, files, provenance, drawing.caption))
     return written
+
+
+def _sources(rows: pd.DataFrame, spec: FigureSpec) -> pd.DataFrame:
+    """The rows a figure's points come from (those its ``where`` keeps)."""
+    return pd.DataFrame.from_records(where(records_of(rows), spec.where))

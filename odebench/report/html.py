@@ -242,8 +242,11 @@ def _figure(figure: FigureFile, base: Path, docs: dict[str, str]) -> str:
         f'<a href="{_href(path, base)}">{escape(path.suffix.lstrip("."))}</a>'
         for path in figure.files
     )
-    caption = getattr(figure, "caption", None) or docs.get(figure.name, "")
+    caption = getattr(figure, "caption", None)
     sentence = getattr(figure, "sentence", None)
+    if sentence is None:  # the builder's FigureFile.caption is its computed sentence
+        sentence, caption = caption, None
+    caption = caption or docs.get(figure.name, "")
     sentence_html = f'<p class="sentence">{escape(sentence)}</p>' if sentence else ""
     return (
         f'<section id="figure-{escape(figure.name)}"><h3>{escape(figure.title)}</h3>'
