@@ -71,12 +71,16 @@ def _plain(func: Func) -> Func:
 
 def solve(func: Func, y0: State, t: torch.Tensor, method: str = "dopri5", rtol: float = 1e-7,
           atol: float = 1e-9, gradient: str = "backprop", options: dict | None = None,
-          params: Sequence[torch.Tensor] | None = None) -> Solution:
+          params: Sequence[torch.Tensor] | None = None,
+          batch_dims: int | None = None) -> Solution:
     """:func:`odebench.api.solve`, also for a tuple state: then ``Solution.ys`` is a tuple of
-    tensors, part ``j`` of shape [len(t), *y0[j].shape]."""
+    tensors, part ``j`` of shape [len(t), *y0[j].shape]. ``batch_dims=1`` (per-sample steps)
+    takes a tensor ``y0`` only."""
     if not isinstance(y0, tuple):
         return api.solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
-                         options=options, params=params)
+                         options=options, params=params, batch_dims=batch_dims)
+    if batch_dims is not None:
+        raise InvalidInputError("batch_dims=1 takes a tensor y0 [B, *state], not a tuple state")
     field, flat = _flatten(func, y0)
     sol = api.solve(field, flat, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
                     options=options, params=params)
@@ -85,11 +89,12 @@ def solve(func: Func, y0: State, t: torch.Tensor, method: str = "dopri5", rtol: 
 
 def odeint(func: Func, y0: State, t: torch.Tensor, method: str = "dopri5", rtol: float = 1e-7,
            atol: float = 1e-9, gradient: str = "backprop", options: dict | None = None,
-           params: Sequence[torch.Tensor] | None = None) -> State:
+           params: Sequence[torch.Tensor] | None = None,
+           batch_dims: int | None = None) -> State:
     """As :func:`solve`, returning only the states: a tensor [len(t), *y0.shape], or for a tuple
     state a tuple of such tensors. A drop-in for ``torchdiffeq.odeint``."""
     return solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
-                 options=options, params=params).ys
+                 options=options, params=params, batch_dims=batch_dims).ys
 
 
 def odeint_adjoint(func: Func, y0: State, t: torch.Tensor, *, rtol: float = 1e-7,
