@@ -501,8 +501,7 @@ class _Checkpointed(torch.autograd.Function):
     def forward(ctx, call: BatchedCall, stats: Stats, y0: torch.Tensor, *params: torch.Tensor):
         f = call.field()
         y_flat = y0.detach().reshape(y0.shape[0], -1).clone()
-        if call.params:
-            _guard_first_evaluation(call, f, y_flat)
+        _guard_first_evaluation(call, f, y_flat)
         with torch.no_grad():
             run = call.integrate(f, y_flat, call.checkpoint_every)
         _fill(stats, run)
