@@ -130,61 +130,95 @@ def _col(x: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64).to(like.dtype).to(like.device)[:, None]
 
 
-def more_stages(f: BatchField, co: Coefficients, t: np.ndarray, h: np.ndarray,
-                y: torch.Tensor, ks: list[torch.Tensor], n: int
-                ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Stages ``len(ks)..n-1`` of one batched step with per-sample starts ``t`` and signed sizes
-    ``h`` [B] (host float64), after the stages ``ks`` (each [B, N]): (all stages, the input of
-    the last one evaluated). Out of place throughout."""
-    first = len(ks)
-    times = f.times(t[:, None] + co.c[None, first:n] * h[:, None])  # [B, n - first]
-    hh = _col(h, y)
-    ks = list(ks)
+class Stages:
+    """One batched step's stages ``k_j`` [B, N] and the same scaled by each sample's signed step,
+    ``h_b k_j``, as rows [j, B, N]: a combination ``y + sum_j a_j h k_j`` is then one ``addmv``
+    over the flat batch. Buffered (``buffered=True``, for solves that record no graph): the
+    scaled rows live in one matrix [rows, B, N] allocated per solve and overwritten by the next
+    step; otherwise a list stacked per use (out of place, so that autograd records it)."""
+
+    def __init__(self, rows: int, like: torch.Tensor, buffered: bool):
+        self.buf = like.new_empty(rows, *like.shape) if buffered else None
+        self._rows = self.buf.unbind(0) if self.buf is not None else ()
+        self.ks: list[torch.Tensor] = []
+        self.hks: list[torch.Tensor] = []
+        self.h = np.zeros(0)
+        self.hh = like
+
+    def start(self, k0: torch.Tensor, h: np.ndarray) -> None:
+        """Begin a step of signed sizes ``h`` [B] (host) from the first stage ``k0``."""
+        self.ks, self.hks, self.h, self.hh = [], [], h, _col(h, k0)
+        self.push(k0)
+
+    def push(self, k: torch.Tensor) -> None:
+        """Add the next stage ``k`` [B, N]."""
+        j = len(self.ks)
+        self.ks.append(k)
+        self.hks.append(torch.mul(k, self.hh, out=self._rows[j]) if self.buf is not None
+                        else k * self.hh)
+
+    def rows(self, j: int) -> torch.Tensor:
+        """The first ``j`` scaled stages, [j, B, N]."""
+        return self.buf[:j] if self.buf is not None else torch.stack(self.hks[:j])
+
+    def combine(self, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``y + sum_j a_j h k_j`` over the first ``len(a)`` stages, [B, N]."""
+        j = a.shape[0]
+        return torch.addmv(y.reshape(-1), self.rows(j).view(j, -1).T, a).view(y.shape)
+
+
+def more_stages(f: BatchField, co: Coefficients, st: Stages, t: np.ndarray,
+                y: torch.Tensor, n: int) -> torch.Tensor:
+    """Evaluate stages ``len(st.ks)..n-1`` of the step ``st`` began (per-sample starts ``t``
+    [B], host float64) into ``st``; returns the input of the last one evaluated."""
+    first = len(st.ks)
+    times = f.times(t[None, :] + co.c[first:n, None] * st.h[None, :])  # [n - first, B]
     yi = y
     for i in range(first, n):
-        yi = y + hh * (torch.stack(ks, 2) @ co.rows[i])
-        ks.append(f.at(times[:, i - first], yi))
-    return ks, yi
+        yi = st.combine(y, co.rows[i])
+        st.push(f.at(times[i - first], yi))
+    return yi
 
 
-def run_stages(f: BatchField, co: Coefficients, t: np.ndarray, h: np.ndarray, y: torch.Tensor,
-               k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """One batched step's stages from the first stage ``k0`` [B, N]: (stages, y1 [B, N]). For
-    FSAL tableaus y1 is the input of the last stage, else ``y + h sum b_i k_i``."""
-    ks, y1 = more_stages(f, co, t, h, y, [k0], co.tab.stages)
-    if not co.tab.fsal:
-        y1 = y + _col(h, y) * (torch.stack(ks, 2) @ co.b)
-    return ks, y1
+def run_stages(f: BatchField, co: Coefficients, st: Stages, t: np.ndarray, h: np.ndarray,
+               y: torch.Tensor, k0: torch.Tensor) -> torch.Tensor:
+    """One batched step of signed sizes ``h`` [B] from the first stage ``k0`` [B, N], its
+    stages into ``st``; returns y1 [B, N] (FSAL: the input of the last stage, else
+    ``y + h sum b_i k_i``)."""
+    st.start(k0, h)
+    y1 = more_stages(f, co, st, t, y, co.tab.stages)
+    return y1 if co.tab.fsal else st.combine(y, co.b)
 
 
-def error_ratio(co: Coefficients, ks: list[torch.Tensor], h: np.ndarray, y: torch.Tensor,
-                y1: torch.Tensor, rtol: float, atol: float) -> np.ndarray:
+def error_ratio(co: Coefficients, st: Stages, y: torch.Tensor, y1: torch.Tensor, rtol: float,
+                atol: float) -> np.ndarray:
     """Per-sample mixed-norm error ratios [B] (accept when <= 1), the joint loop's formula
     ``|h| RMS(sum_i e_i k_i / (atol + rtol max(|y|, |y1|)))`` over each sample's N entries
-    (DOP853: Hairer's combined 5th/3rd-order estimate)."""
-    n = y.shape[1]
+    (DOP853: Hairer's combined 5th/3rd-order estimate, ``|h| e5^2 / sqrt(e5^2 + 0.01 e3^2)``,
+    computed from the scaled stages ``h k_i``)."""
+    s, n = co.tab.stages, y.shape[1]
     with torch.no_grad():
         scale = torch.maximum(y.abs(), y1.abs()).add_(atol / rtol)
-        mat = torch.stack(ks[: co.tab.stages], 2)
+        mat = st.rows(s).view(s, -1).T
         if co.e35 is None:
-            norms = torch.linalg.vector_norm((mat @ co.e).div_(scale), dim=1)
-            return np.abs(h) / (rtol * math.sqrt(n)) * norms.double().cpu().numpy()
-        errs = (mat @ co.e35).div_(scale.unsqueeze(2))
+            err = torch.mv(mat, co.e).view(y.shape).div_(scale)
+            return torch.linalg.vector_norm(err, dim=1).double().cpu().numpy() / (
+                rtol * math.sqrt(n))
+        errs = torch.mm(mat, co.e35).view(*y.shape, 2).div_(scale.unsqueeze(2))
         sq = (torch.linalg.vector_norm(errs, dim=1) ** 2).double().cpu().numpy()
     e5, e3 = sq[:, 0], sq[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        err = np.abs(h) * e5 / (rtol * np.sqrt((e5 + 0.01 * e3) * n))
+        err = e5 / (rtol * np.sqrt((e5 + 0.01 * e3) * n))
     return np.where((e5 == 0.0) & (e3 == 0.0), 0.0, err)
 
 
-def dense_states(co: Coefficients, y: torch.Tensor, h: np.ndarray, ks: list[torch.Tensor],
-                 rows: np.ndarray, thetas: np.ndarray) -> torch.Tensor:
+def dense_states(co: Coefficients, st: Stages, y: torch.Tensor, rows: np.ndarray,
+                 thetas: np.ndarray) -> torch.Tensor:
     """States [P, N] of samples ``rows`` [P] at fractions ``thetas`` [P] of their steps, from the
     continuous extension ``y + h w(theta) @ K``."""
     idx = torch.as_tensor(rows, device=y.device)
-    mat = torch.stack(ks[: co.n_dense], 1)[idx]  # [P, s_dense, N]
-    w = co.dense_weights(thetas)
-    return y[idx] + _col(h[rows], y) * torch.einsum("ps,psn->pn", w, mat)
+    hk = st.rows(co.n_dense)[:, idx]  # [s_dense, P, N]
+    return y[idx] + torch.einsum("ps,spn->pn", co.dense_weights(thetas), hk)
 
 
 def initial_steps(f: BatchField, t0: np.ndarray, y0: torch.Tensor, f0: torch.Tensor,
@@ -246,22 +280,20 @@ class BatchedRun:
     records: list[Iteration] = field(default_factory=list)
 
 
-def step_outputs(co: Coefficients, f: BatchField, t: np.ndarray, h: np.ndarray,
-                 y: torch.Tensor, ks: list[torch.Tensor], y1: torch.Tensor,
-                 piece: Piece) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The output values [P, N] of one iteration's ``piece`` (dense ones from the continuous
-    extension, evaluating DOP853's extra stages when a dense output needs them), and the
-    stages (extra stages appended when evaluated). ``h`` is 0 for the samples that did not
-    move (their extra stages stay finite, so no NaN enters the backward pass)."""
+def step_outputs(co: Coefficients, f: BatchField, st: Stages, t: np.ndarray,
+                 y: torch.Tensor, y1: torch.Tensor, piece: Piece) -> torch.Tensor:
+    """The output values [P, N] of one iteration's ``piece``: dense ones from the continuous
+    extension (evaluating DOP853's extra stages into ``st`` when a dense output needs them),
+    the others the end states y1."""
     dense = ~np.isnan(piece.thetas)
     vals = y1[torch.as_tensor(piece.b, device=y.device)]
     if dense.any():
-        if co.n_dense > len(ks):
-            ks, _ = more_stages(f, co, t, h, y, ks, co.n_dense)
-        at = dense_states(co, y, h, ks, piece.b[dense], piece.thetas[dense])
+        if co.n_dense > len(st.ks):
+            more_stages(f, co, st, t, y, co.n_dense)
+        at = dense_states(co, st, y, piece.b[dense], piece.thetas[dense])
         idx = torch.as_tensor(np.nonzero(dense)[0], device=y.device)
         vals = vals.index_put((idx,), at)
-    return vals, ks
+    return vals
 
 
 def integrate_batched(f: BatchField, co: Coefficients, y0: torch.Tensor, ts: np.ndarray,
@@ -302,6 +334,7 @@ def integrate_batched(f: BatchField, co: Coefficients, y0: torch.Tensor, ts: np.
     h_abs = np.minimum(np.minimum(h_abs, max_step), interval)
     first = Piece(np.zeros(n_samples, np.int64), np.arange(n_samples), np.full(n_samples, np.nan))
     run = BatchedRun(pieces=[(first, y0)], per_sample=per, calls=0)
+    st = Stages(co.n_dense, y0, buffered=not torch.is_grad_enabled())
     while active.any():
         _check_underflow(active, t, h_abs, eps, tiny, streak, tab.name)
         h = np.where(active, direction * h_abs, 0.0)
@@ -312,14 +345,14 @@ def integrate_batched(f: BatchField, co: Coefficients, y0: torch.Tensor, ts: np.
             _over_budget(int(np.argmax(attempts > max_steps)), max_steps, t, h, n_steps, n_rej,
                          tab.name)
         run.iterations += 1
-        ks, y1 = run_stages(f, co, t, h, y, k0)
+        y1 = run_stages(f, co, st, t, h, y, k0)
         nfe += (s - 1) * active
-        err = error_ratio(co, ks, h, y, y1, rtol, atol)
+        err = error_ratio(co, st, y, y1, rtol, atol)
         accepted = active & (err <= 1.0)  # NaN: rejected
         rejected = active & ~accepted
         if y1.requires_grad and not np.isfinite(err[rejected]).all():
             # a non-finite attempt in the graph would turn its zero cotangent into NaN
-            ks, y1 = run_stages(f, co, t, np.where(accepted, h, 0.0), y, k0)
+            y1 = run_stages(f, co, st, t, np.where(accepted, h, 0.0), y, k0)
         # rejections (the joint loop's PIController.reject_factor, per sample)
         finite = np.isfinite(err)
         streak = np.where(rejected, np.where(finite, 0, streak + 1), np.where(accepted, 0, streak))
@@ -349,7 +382,7 @@ def integrate_batched(f: BatchField, co: Coefficients, y0: torch.Tensor, ts: np.
         t_new = np.where(landing, t_end, t + h)
         piece = _passed_outputs(ts, t, h, t_new, accepted, next_out, direction)
         if len(piece.i):
-            vals, ks = step_outputs(co, f, t, np.where(accepted, h, 0.0), y, ks, y1, piece)
+            vals = step_outputs(co, f, st, t, y, y1, piece)
             if extra_nfe and (~np.isnan(piece.thetas)).any():
                 nfe[np.unique(piece.b[~np.isnan(piece.thetas)])] += extra_nfe
             run.pieces.append((piece, vals))
@@ -360,7 +393,7 @@ def integrate_batched(f: BatchField, co: Coefficients, y0: torch.Tensor, ts: np.
                                          y=y if keep else None))
         mask = torch.as_tensor(accepted, device=y.device)[:, None]
         y = torch.where(mask, y1, y)
-        k0 = torch.where(mask, ks[s - 1], k0)
+        k0 = torch.where(mask, st.ks[s - 1], k0)
         t = np.where(accepted, t_new, t)
         active = active & ~(accepted & landing)
     run.calls = f.calls
@@ -371,11 +404,19 @@ def _passed_outputs(ts: np.ndarray, t: np.ndarray, h: np.ndarray, t_new: np.ndar
                     accepted: np.ndarray, next_out: np.ndarray, direction: float) -> Piece:
     """The outputs in (t, t_new] of the accepted samples' steps (advances ``next_out`` in
     place): dense at theta = (t_out - t) / h, or the end state where t_out == t_new."""
-    cols = np.arange(ts.shape[1])[None, :]
-    passed = ((direction * (ts - t_new[:, None]) <= 0) & (cols >= next_out[:, None])
-              & accepted[:, None])
-    b, i = np.nonzero(passed)
-    next_out += passed.sum(1)
+    n_out = ts.shape[1]
+    rows = np.arange(ts.shape[0])
+    found_b, found_i = [], []
+    while True:
+        due = accepted & (next_out < n_out)
+        due[due] = direction * (ts[rows[due], next_out[due]] - t_new[due]) <= 0
+        if not due.any():
+            break
+        found_b.append(rows[due])
+        found_i.append(next_out[due].copy())
+        next_out[due] += 1
+    b = np.concatenate(found_b) if found_b else rows[:0]
+    i = np.concatenate(found_i) if found_i else rows[:0]
     with np.errstate(divide="ignore", invalid="ignore"):
         thetas = np.where(ts[b, i] == t_new[b], np.nan, (ts[b, i] - t[b]) / h[b])
     return Piece(i=i, b=b, thetas=thetas)
@@ -421,15 +462,15 @@ def replay(f: BatchField, co: Coefficients, records: list[Iteration], y: torch.T
     not move with ``h = 0``: (state after the last, output pieces)."""
     s = co.tab.stages
     k0 = f(records[0].t, y)
+    st = Stages(co.n_dense, y, buffered=False)
     pieces = []
     for r in records:
-        ks, y1 = run_stages(f, co, r.t, r.h, y, k0)
+        y1 = run_stages(f, co, st, r.t, r.h, y, k0)
         if len(r.piece.i):
-            vals, ks = step_outputs(co, f, r.t, r.h, y, ks, y1, r.piece)
-            pieces.append((r.piece, vals))
+            pieces.append((r.piece, step_outputs(co, f, st, r.t, y, y1, r.piece)))
         mask = torch.as_tensor(r.accepted, device=y.device)[:, None]
         y = torch.where(mask, y1, y)
-        k0 = torch.where(mask, ks[s - 1], k0)
+        k0 = torch.where(mask, st.ks[s - 1], k0)
     return y, pieces
 
 
