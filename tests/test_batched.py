@@ -182,3 +182,18 @@ def test_a_non_finite_first_evaluation_is_refused():
     with pytest.raises(NonFiniteError):
         odebench.solve(lambda t, y: y / 0.0, torch.ones(2, 1, dtype=F64),
                        torch.tensor([0.0, 1.0], dtype=F64), batch_dims=1)
+
+
+def test_per_sample_study_grid_says_what_runs():
+    from odebench.results import key_of
+    from odebench.studies import STUDY_MODULES, Settings, get
+
+    assert "per_sample" in STUDY_MODULES
+    study = get("per_sample")
+    quick, full = study.grid(Settings(mode="quick")), study.grid(Settings(mode="full"))
+    assert {r.batch for r in full} == {2 ** k for k in range(11)}
+    assert {r.batch for r in quick} < {r.batch for r in full}
+    modes = {(r.backend, r.params["mode"]) for r in full}
+    assert {("odebench", "joint"), ("odebench", "per_sample")} <= modes
+    assert all(r.method == "dopri5" and r.rtol == 1e-6 and r.atol == 1e-8 for r in full)
+    assert len({key_of(r) for r in full}) == len(full)

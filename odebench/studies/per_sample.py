@@ -2,14 +2,17 @@
 size per sample (``solve(..., batch_dims=1)``), beside torchode, which steps per sample natively.
 
 The batch is Van der Pol, ``x'' = mu_b (1 - x^2) x' - x``, ``y0 = (2, 0)``, with
-``mu_b = 25 (b + 1) / B`` for b = 0..B-1 (B = 1: mu = 25; torchode's benchmark setting of a
-batch of Van der Pol oscillators up to mu = 25, Lienen & Guennemann, "torchode", 2022), over
-t in [0, T] with ``N_POINTS`` shared output times; dopri5, rtol=1e-6, atol=1e-8, forward solve.
-Each row is one (backend, mode, B): steps per sample (mean and max over the batch), rejected steps,
-accepted steps summed over the batch (``steps``), the batched vector-field calls (``nfe_forward``: what the wall follows, every call evaluating the
-whole batch), the evaluations the samples' own steps needed (``extra.sample_nfe_total``; joint:
-calls x B), the median wall of ``n_repeats`` solves, and ``sol_error``: the relative L2 error at
-T over the batch against a per-sample dop853 solve at rtol=atol=1e-12.
+``mu_b = 25 (b + 1) / B`` for b = 0..B-1 (B = 1: mu = 25), over t in [0, T] with ``N_POINTS``
+shared output times; dopri5, rtol=1e-6, atol=1e-8, forward solve. Issue 15 names the setup after
+torchode's paper (Lienen & Guennemann, "torchode: A Parallel ODE Solver for PyTorch", 2022):
+mu up to 25, batch 2^0 .. 2^10; the spread of mu, y0, T and the tolerances are odebench's choice.
+Each row is one (backend, mode, B): steps per sample (mean, min and max over the batch, in
+``extra``), rejected steps, the accepted steps summed over the batch (``steps``), the batched
+vector-field calls (``nfe_forward``: what the wall follows, every call evaluating the whole
+batch), the evaluations the samples' own steps needed (``extra.sample_nfe_total``; joint: calls
+x B), the median wall of ``n_repeats`` solves (after one untimed run) with its IQR, and
+``sol_error``: the relative L2 error at T over the batch against a per-sample dop853 solve at
+rtol=atol=1e-12.
 
 torchode runs ``AutoDiffAdjoint(Dopri5, IntegralController)`` with the same tolerances; its
 controller is integral, not PI, and its NFE counter counts batched calls.
