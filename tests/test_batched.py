@@ -197,3 +197,35 @@ def test_per_sample_study_grid_says_what_runs():
     assert {("odebench", "joint"), ("odebench", "per_sample")} <= modes
     assert all(r.method == "dopri5" and r.rtol == 1e-6 and r.atol == 1e-8 for r in full)
     assert len({key_of(r) for r in full}) == len(full)
+
+
+def test_step_options_act_per_sample_as_alone():
+    mu, y0 = _batch(3)
+    t = torch.linspace(0.0, 3.0, 4, dtype=F64)
+    options = {"first_step": 0.01, "max_step": 0.2}
+    with torch.no_grad():
+        sol = odebench.solve(VanDerPol(mu.clone()), y0, t, rtol=1e-7, atol=1e-9, batch_dims=1,
+                             options=options)
+        for b in range(3):
+            ref = _alone("dopri5", mu, y0, t, b, options=options)
+            assert int(sol.stats.per_sample.n_steps[b]) == ref.stats.n_steps
+            torch.testing.assert_close(sol.ys[:, b], ref.ys[:, 0], rtol=0, atol=1e-10)
+
+
+def test_a_non_finite_trial_step_leaves_the_gradient_finite():
+    """A first step far too large overflows the trial stages (rejected); backprop through the
+    batch must not turn their zero cotangents into NaN."""
+    def cubic(t, y):
+        return -y ** 3
+
+    y0 = torch.tensor([[10.0], [0.5]], dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    options = {"first_step": 10.0}
+    y = y0.clone().requires_grad_(True)
+    sol = odebench.solve(cubic, y, t, batch_dims=1, options=options)
+    sol.ys[-1].sum().backward()
+    assert int(sol.stats.per_sample.n_rejected[0]) > 0
+    for b in range(2):
+        yb = y0[b:b + 1].clone().requires_grad_(True)
+        odebench.solve(cubic, yb, t, options=options).ys[-1].sum().backward()
+        torch.testing.assert_close(y.grad[b], yb.grad[0], rtol=1e-9, atol=1e-12)
