@@ -93,18 +93,21 @@ class BatchField:
         self.calls = 0
         self.stats = stats
         self._checked = False
+        self._flat = len(shape) == 2  # the loop's [B, N] is already the user's shape
 
     def __call__(self, t: np.ndarray, y: torch.Tensor) -> torch.Tensor:
         return self.at(self.times(t), y)
 
     def times(self, t: np.ndarray) -> torch.Tensor:
-        """Host times [B] (or [B, m]) as a tensor in the state's dtype and device."""
-        return torch.as_tensor(t, dtype=torch.float64).to(self.dtype).to(self.device)
+        """Host times [B] (or [m, B]) as a tensor in the state's dtype and device, shaped
+        [B, 1, ...] (or [m, B, 1, ...]) as ``func`` receives them."""
+        out = torch.as_tensor(t, dtype=torch.float64).to(self.dtype).to(self.device)
+        return out.view(*t.shape[:-1], *self.t_shape)
 
     def at(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Evaluate at the device times ``t`` [B]."""
+        """Evaluate at the device times ``t`` [B, 1, ...] (from :meth:`times`), ``y`` [B, N]."""
         self.calls += 1
-        out = self.func(t.view(self.t_shape), y.view(self.shape))
+        out = self.func(t, y if self._flat else y.view(self.shape))
         if not isinstance(out, torch.Tensor) or out.shape != self.shape \
                 or out.dtype != self.dtype:
             got = (f"shape {tuple(out.shape)}, dtype {out.dtype}" if isinstance(out, torch.Tensor)
@@ -119,7 +122,7 @@ class BatchField:
             self._checked = True
         if self.stats is not None and out.requires_grad and torch.is_grad_enabled():
             out.register_hook(self._count_backward)
-        return out.reshape(y.shape)
+        return out if self._flat else out.reshape(y.shape)
 
     def _count_backward(self, grad: torch.Tensor) -> None:
         self.stats.nfe_backward += 1
@@ -140,6 +143,7 @@ class Stages:
     def __init__(self, rows: int, like: torch.Tensor, buffered: bool):
         self.buf = like.new_empty(rows, *like.shape) if buffered else None
         self._rows = self.buf.unbind(0) if self.buf is not None else ()
+        self._mats: dict[int, torch.Tensor] = {}
         self.ks: list[torch.Tensor] = []
         self.hks: list[torch.Tensor] = []
         self.h = np.zeros(0)
@@ -161,10 +165,19 @@ class Stages:
         """The first ``j`` scaled stages, [j, B, N]."""
         return self.buf[:j] if self.buf is not None else torch.stack(self.hks[:j])
 
+    def matrix(self, j: int) -> torch.Tensor:
+        """The first ``j`` scaled stages as the columns of a matrix [B*N, j] (buffered: a view
+        made once per solve)."""
+        if self.buf is None:
+            return torch.stack(self.hks[:j], 2).view(-1, j)
+        mat = self._mats.get(j)
+        if mat is None:
+            mat = self._mats[j] = self.buf[:j].view(j, -1).T
+        return mat
+
     def combine(self, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``y + sum_j a_j h k_j`` over the first ``len(a)`` stages, [B, N]."""
-        j = a.shape[0]
-        return torch.addmv(y.reshape(-1), self.rows(j).view(j, -1).T, a).view(y.shape)
+        return torch.addmv(y.view(-1), self.matrix(a.shape[0]), a).view(y.shape)
 
 
 def more_stages(f: BatchField, co: Coefficients, st: Stages, t: np.ndarray,
@@ -172,7 +185,7 @@ def more_stages(f: BatchField, co: Coefficients, st: Stages, t: np.ndarray,
     """Evaluate stages ``len(st.ks)..n-1`` of the step ``st`` began (per-sample starts ``t``
     [B], host float64) into ``st``; returns the input of the last one evaluated."""
     first = len(st.ks)
-    times = f.times(t[None, :] + co.c[first:n, None] * st.h[None, :])  # [n - first, B]
+    times = f.times(t[None, :] + co.c[first:n, None] * st.h[None, :])  # [n - first, B, 1..]
     yi = y
     for i in range(first, n):
         yi = st.combine(y, co.rows[i])
@@ -199,7 +212,7 @@ def error_ratio(co: Coefficients, st: Stages, y: torch.Tensor, y1: torch.Tensor,
     s, n = co.tab.stages, y.shape[1]
     with torch.no_grad():
         scale = torch.maximum(y.abs(), y1.abs()).add_(atol / rtol)
-        mat = st.rows(s).view(s, -1).T
+        mat = st.matrix(s)
         if co.e35 is None:
             err = torch.mv(mat, co.e).view(y.shape).div_(scale)
             return torch.linalg.vector_norm(err, dim=1).double().cpu().numpy() / (
