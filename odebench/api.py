@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from odebench import segments
@@ -22,11 +23,11 @@ from odebench.errors import (
 from odebench.gradients import GRADIENTS
 from odebench.gradients.base import OdeCall
 from odebench.gradients.time_grad import solve_with_time_gradient, wants_time_gradient
-from odebench.solution import Solution, Stats
-from odebench.solvers import scheme
+from odebench.solution import PerSampleStats, Solution, Stats
+from odebench.solvers import batched, scheme
 from odebench.solvers.func import all_finite
 from odebench.solvers.options import SolverOptions
-from odebench.solvers.registry import METHODS, check_method
+from odebench.solvers.registry import ADAPTIVE_METHODS, METHODS, check_method
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RTOL_FLOOR_EPS = 100.0
@@ -34,7 +35,8 @@ RTOL_FLOOR_EPS = 100.0
 
 def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
           rtol: float = 1e-7, atol: float = 1e-9, gradient: str = "backprop",
-          options: dict | None = None, params: Sequence[torch.Tensor] | None = None) -> Solution:
+          options: dict | None = None, params: Sequence[torch.Tensor] | None = None,
+          batch_dims: int | None = None) -> Solution:
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, at the output times ``t``.
 
     Args:
@@ -60,14 +62,27 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
             grid (a warning says so when it has fewer than 10 points per unit of time).
         params: extra tensors to differentiate besides ``y0`` and the module's parameters
             (a sequence, e.g. ``[w]``; a bare tensor is refused).
+        batch_dims: ``None`` (default): one step size for the whole ``y0``. ``1``: the leading
+            dimension of ``y0`` [B, *state] is a batch of independent samples, each with its own
+            adaptive steps, error norm, accept/reject decisions and counters
+            (``stats.per_sample``; :mod:`odebench.solvers.batched`); ``t`` may then be [T]
+            (shared) or [B, T] (row b: sample b's output times, each row strictly monotone, all
+            in one direction), ``func`` receives ``t`` as a tensor [B, 1, ..., 1] (each sample's
+            time, broadcasting against ``y``), and ``options["max_num_steps"]`` is each sample's
+            budget. Adaptive explicit methods (bosh3, dopri5, tsit5, dop853) with
+            gradient="backprop" or "checkpointed" only.
 
     Returns:
-        ``Solution(ts, ys, stats)`` with ``ys`` of shape [len(t), *y0.shape]; ``stats`` counts
-        evaluations and steps, and ``stats.nfe_backward`` is filled in by ``.backward()``.
+        ``Solution(ts, ys, stats)`` with ``ys`` of shape [len(t), *y0.shape] (with ``t`` [B, T]:
+        [T, B, *state], ``ys[i, b]`` sample b at ``t[b, i]``); ``stats`` counts evaluations and
+        steps, and ``stats.nfe_backward`` is filled in by ``.backward()``.
 
     Raises:
         InvalidInputError, MaxStepsExceededError, StepSizeUnderflowError, NonFiniteError.
     """
+    if batch_dims is not None:
+        return _solve_batched(func, y0, t, method, rtol, atol, gradient, options, params,
+                              batch_dims)
     call = _validate(func, y0, t, method, rtol, atol, gradient, options, params)
     stats = Stats()
     if len(call.ts) == 1:
@@ -92,14 +107,78 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
 
 def odeint(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
            rtol: float = 1e-7, atol: float = 1e-9, gradient: str = "backprop",
-           options: dict | None = None, params: Sequence[torch.Tensor] | None = None
-           ) -> torch.Tensor:
+           options: dict | None = None, params: Sequence[torch.Tensor] | None = None,
+           batch_dims: int | None = None) -> torch.Tensor:
     """As :func:`solve`, returning only the states: a tensor [len(t), *y0.shape].
 
     A drop-in for ``torchdiffeq.odeint(func, y0, t, rtol=, atol=, method=, options=)``.
     """
     return solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
-                 options=options, params=params).ys
+                 options=options, params=params, batch_dims=batch_dims).ys
+
+
+#: Options a batched solve (``batch_dims=1``) takes; any other key set is refused.
+BATCHED_OPTIONS = ("max_num_steps", "first_step", "max_step", "checkpoint_every")
+
+
+def _solve_batched(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: float,
+                   atol: float, gradient: str, options: dict | None,
+                   params: Sequence[torch.Tensor] | None, batch_dims: object) -> Solution:
+    """``solve(..., batch_dims=1)``: validation, then the per-sample loop."""
+    if isinstance(batch_dims, bool) or batch_dims != 1:
+        raise InvalidInputError(
+            f"batch_dims must be None (one joint step size) or 1 (one leading batch dimension), "
+            f"got {batch_dims!r}")
+    if isinstance(t, torch.Tensor) and t.ndim not in (1, 2):
+        raise InvalidInputError(
+            f"with batch_dims=1, t must be [T] or [B, T], got shape {tuple(t.shape)}")
+    two_d = isinstance(t, torch.Tensor) and t.ndim == 2
+    call = _validate(func, y0, t[0] if two_d and len(t) else t, method, rtol, atol, gradient,
+                     options, params)
+    if y0.ndim < 1:
+        raise InvalidInputError("with batch_dims=1, y0 must have a leading batch dimension "
+                                "[B, *state], got a 0-d tensor")
+    if method not in ADAPTIVE_METHODS:
+        raise InvalidInputError(
+            f"batch_dims=1 runs the adaptive explicit methods only ({', '.join(ADAPTIVE_METHODS)}); "
+            f"method '{method}' is not supported with per-sample steps")
+    if gradient not in batched.BATCHED_GRADIENTS:
+        raise InvalidInputError(
+            f"gradient='{gradient}' is not supported with batch_dims=1; use one of "
+            f"{', '.join(batched.BATCHED_GRADIENTS)}")
+    if wants_time_gradient(t):
+        raise InvalidInputError("gradients with respect to t (t.requires_grad) are not supported "
+                                "with batch_dims=1; detach t or use batch_dims=None")
+    unsupported = [f.name for f in dataclasses.fields(call.opts) if f.name not in BATCHED_OPTIONS
+                   and getattr(call.opts, f.name) != f.default]
+    if unsupported:
+        raise InvalidInputError(
+            f"option(s) {unsupported} are not supported with batch_dims=1; it takes "
+            f"{', '.join(BATCHED_OPTIONS)}")
+    rows = t.tolist() if two_d else [call.ts] * y0.shape[0]
+    if two_d:
+        if t.shape[0] != y0.shape[0]:
+            raise InvalidInputError(
+                f"t of shape {tuple(t.shape)} must have one row per sample: y0 has batch size "
+                f"{y0.shape[0]}")
+        for b, row in enumerate(rows):
+            if not all(math.isfinite(x) for x in row):
+                raise InvalidInputError(f"t[{b}] contains NaN or inf values")
+            check_monotone(row, f"t[{b}]")
+            if len(row) > 1 and (row[-1] > row[0]) != (call.ts[-1] > call.ts[0]):
+                raise InvalidInputError(
+                    f"every row of t must run in the same direction; t[0] runs "
+                    f"{'forward' if call.ts[-1] > call.ts[0] else 'backward'}, t[{b}] does not")
+    stats = Stats(per_sample=PerSampleStats.zeros(y0.shape[0]))
+    if len(call.ts) == 1:
+        return Solution(ts=t, ys=y0.unsqueeze(0), stats=stats)
+    opts = call.opts
+    run = batched.BatchedCall(
+        func=func, y0=y0, ts=np.asarray(rows, dtype=np.float64), method=method, rtol=call.rtol,
+        atol=call.atol, max_steps=opts.max_num_steps, first_step=opts.first_step,
+        max_step=opts.max_step, checkpoint_every=opts.checkpoint_every, gradient=gradient,
+        params=call.params)
+    return Solution(ts=t, ys=batched.solve(run, stats), stats=stats)
 
 
 def _warn_coarse_output_grid(call: OdeCall) -> None:
@@ -138,13 +217,7 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     ts = t.tolist()  # Python floats: exact for float32 and float64 times
     if not all(math.isfinite(x) for x in ts):
         raise InvalidInputError("t contains NaN or inf values")
-    if len(ts) > 1:
-        diffs = [b - a for a, b in zip(ts[:-1], ts[1:])]
-        if not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
-            bad = next(i for i, d in enumerate(diffs) if d == 0 or (d > 0) != (diffs[0] > 0))
-            raise InvalidInputError(
-                f"t must be strictly increasing or strictly decreasing; t[{bad}]={ts[bad]:.6g}, "
-                f"t[{bad + 1}]={ts[bad + 1]:.6g}")
+    check_monotone(ts, "t")
     for name, tol in (("rtol", rtol), ("atol", atol)):
         check_tolerance(name, tol)
     check_method(method)
@@ -174,6 +247,18 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     return OdeCall(func=func, y0=y0, ts=ts, scheme=scheme(method, y0.dtype, y0.device),
                    rtol=rtol, atol=float(atol), opts=opts, params=unique,
                    gradient=gradient, t_dtype=t.dtype)
+
+
+def check_monotone(ts: list[float], name: str) -> None:
+    """Raise InvalidInputError unless the times ``ts`` (named ``name`` in the message, e.g.
+    "t" or "t[3]") are strictly increasing or strictly decreasing."""
+    if len(ts) > 1:
+        diffs = [b - a for a, b in zip(ts[:-1], ts[1:])]
+        if not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
+            bad = next(i for i, d in enumerate(diffs) if d == 0 or (d > 0) != (diffs[0] > 0))
+            raise InvalidInputError(
+                f"{name} must be strictly increasing or strictly decreasing; "
+                f"{name}[{bad}]={ts[bad]:.6g}, {name}[{bad + 1}]={ts[bad + 1]:.6g}")
 
 
 def check_tolerance(name: str, tol: object) -> None:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -17,8 +16,6 @@ import torch
 from odebench import api
 from odebench.errors import InvalidInputError
 from odebench.solution import Solution
-from odebench.solvers.batched import solve_batched
-from odebench.solvers.options import SolverOptions
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 Func = Callable[[torch.Tensor, State], State]
@@ -74,51 +71,26 @@ def _plain(func: Func) -> Func:
 
 def solve(func: Func, y0: State, t: torch.Tensor, method: str = "dopri5", rtol: float = 1e-7,
           atol: float = 1e-9, gradient: str = "backprop", options: dict | None = None,
-          params: Sequence[torch.Tensor] | None = None, batch_dims: int = 0) -> Solution:
+          params: Sequence[torch.Tensor] | None = None,
+          batch_dims: int | None = None) -> Solution:
     """:func:`odebench.api.solve`, also for a tuple state: then ``Solution.ys`` is a tuple of
-    tensors, part ``j`` of shape [len(t), *y0[j].shape].
-
-    ``batch_dims=1``: the leading dimension of ``y0`` [B, ...] holds B independent problems,
-    each with its own step size, accept/reject decisions and counters, and optionally its own
-    output times (``t`` of shape [B, T]); ``func`` then receives ``t`` of shape [B]. See
-    :mod:`odebench.solvers.batched` (methods bosh3, dopri5, tsit5; ``gradient="backprop"``;
-    ``stats`` a :class:`~odebench.solvers.batched.BatchedStats`).
-    """
-    if batch_dims not in (0, 1):
-        raise InvalidInputError(f"batch_dims must be 0 or 1, got {batch_dims!r}")
-    if batch_dims == 1:
-        return _solve_per_sample(func, y0, t, method, rtol, atol, gradient, options, params)
+    tensors, part ``j`` of shape [len(t), *y0[j].shape]. ``batch_dims=1`` (per-sample steps)
+    takes a tensor ``y0`` only."""
     if not isinstance(y0, tuple):
         return api.solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
-                         options=options, params=params)
+                         options=options, params=params, batch_dims=batch_dims)
+    if batch_dims is not None:
+        raise InvalidInputError("batch_dims=1 takes a tensor y0 [B, *state], not a tuple state")
     field, flat = _flatten(func, y0)
     sol = api.solve(field, flat, t, method=method, rtol=rtol, atol=atol, gradient=gradient,
                     options=options, params=params)
     return Solution(ts=sol.ts, ys=field.split(sol.ys), stats=sol.stats)
 
 
-def _solve_per_sample(func: Func, y0: State, t: torch.Tensor, method: str, rtol: float,
-                      atol: float, gradient: str, options: dict | None,
-                      params: Sequence[torch.Tensor] | None) -> Solution:
-    if gradient != "backprop":
-        raise InvalidInputError(
-            f"batch_dims=1 supports gradient='backprop' only, got gradient='{gradient}'")
-    if not isinstance(y0, torch.Tensor) or y0.dtype not in (torch.float32, torch.float64):
-        raise InvalidInputError("batch_dims=1 needs y0 a float32 or float64 Tensor [B, ...]")
-    if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.ndim not in (1, 2):
-        raise InvalidInputError("batch_dims=1 needs t a floating-point tensor [T] or [B, T]")
-    if t.requires_grad and torch.is_grad_enabled():
-        raise InvalidInputError("batch_dims=1 does not differentiate t; pass t.detach()")
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and 0 < tol < math.inf):
-            raise InvalidInputError(f"{name} must be a positive finite float, got {tol!r}")
-    return solve_batched(func, y0, t, method=method, rtol=float(rtol), atol=float(atol),
-                         options=SolverOptions.parse(options))
-
-
 def odeint(func: Func, y0: State, t: torch.Tensor, method: str = "dopri5", rtol: float = 1e-7,
            atol: float = 1e-9, gradient: str = "backprop", options: dict | None = None,
-           params: Sequence[torch.Tensor] | None = None, batch_dims: int = 0) -> State:
+           params: Sequence[torch.Tensor] | None = None,
+           batch_dims: int | None = None) -> State:
     """As :func:`solve`, returning only the states: a tensor [len(t), *y0.shape], or for a tuple
     state a tuple of such tensors. A drop-in for ``torchdiffeq.odeint``."""
     return solve(func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient,

@@ -26,6 +26,10 @@ class Stats:
             the state re-integrated backwards; ``None`` for the other methods.
         saved_bytes: bytes the gradient method stores itself for the backward pass (trajectories,
             checkpoints); autograd's own saved tensors are measured by :mod:`odebench.measure`.
+        per_sample: ``solve(..., batch_dims=1)`` only: each sample's own counters
+            (:class:`PerSampleStats`); ``None`` for a joint solve. In a batched solve ``nfe``
+            counts the calls of ``func`` (each on the whole batch), and ``n_steps`` /
+            ``n_rejected`` are the sums of the per-sample counters.
     """
 
     nfe: int = 0
@@ -40,6 +44,7 @@ class Stats:
     n_lu_backward: int = 0
     recon_error: float | None = None
     saved_bytes: int = 0
+    per_sample: PerSampleStats | None = None
 
     def record_backward(self, back: Stats, nfe: int) -> None:
         """Fill the ``*_backward`` counters from the counters ``back`` of a backward pass
@@ -47,6 +52,31 @@ class Stats:
         self.nfe_backward = nfe
         self.n_steps_backward, self.n_rejected_backward = back.n_steps, back.n_rejected
         self.n_jac_backward, self.n_lu_backward = back.n_jac, back.n_lu
+
+
+@dataclass
+class PerSampleStats:
+    """Counters of each sample of a batched solve (``batch_dims=1``): int64 CPU tensors [B].
+
+    Attributes:
+        n_steps: accepted steps of sample b.
+        n_rejected: rejected steps of sample b.
+        nfe: evaluations sample b's own steps needed while it was active (the initial stage and
+            step-size probe included; what solving it alone costs). Each is one row of a batched
+            call; the batched calls themselves are ``Stats.nfe``.
+        n_iterations: iterations of the batched loop (each an attempted step of every active
+            sample; the slowest sample's attempted steps).
+    """
+
+    n_steps: torch.Tensor
+    n_rejected: torch.Tensor
+    nfe: torch.Tensor
+    n_iterations: int = 0
+
+    @classmethod
+    def zeros(cls, batch: int) -> PerSampleStats:
+        """All counters 0 for ``batch`` samples."""
+        return cls(*(torch.zeros(batch, dtype=torch.int64) for _ in range(3)))
 
 
 @dataclass

@@ -147,6 +147,21 @@ def synthetic_rows() -> list[Row]:
                 wall_forward_s=0.02,
             )
         )
+    for backend, mode, steps in (("odebench", "joint", 1720.0), ("odebench", "per_sample", 1095.0),
+                                 ("torchode", "per_sample", 847.5)):
+        rows.append(
+            row(
+                "per_sample",
+                problem="vdp",
+                backend=backend,
+                T=50.0,
+                batch=4,
+                params={"batching": mode},
+                nfe_forward=7256,
+                wall_forward_s=0.4,
+                extra={"batching": mode, "steps_per_sample_mean": steps, "steps_per_sample_max": 1199},
+            )
+        )
     rows.extend(model_rows())
     return rows
 

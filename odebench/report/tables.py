@@ -180,6 +180,17 @@ TABLES: tuple[TableSpec, ...] = (
         extra_values=True,
     ),
     TableSpec(
+        name="per_sample",
+        title="Van der Pol batch (mu_b = 25 (b+1)/B): one step size (joint) vs per-sample step "
+              "sizes, beside torchode; steps per sample, batched calls, wall",
+        studies=("per_sample",),
+        keys=("problem", "T", "backend", "method", "batching", "batch", *_SETTINGS),
+        values=("steps_per_sample_mean", "steps_per_sample_max", "rejected_per_sample_mean",
+                "nfe_forward", "sample_nfe_total", "wall_forward_s", "wall_forward_iqr_s",
+                "n_repeats", "sol_error"),
+        extra_values=True,
+    ),
+    TableSpec(
         name="stiff",
         title="Stiff problems: significant correct digits (scd) and cost",
         studies=("stiff",),
