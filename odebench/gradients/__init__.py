@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from odebench.gradients import backprop, backsolve, checkpointed, interpolated
+from odebench.gradients import backprop, backsolve, checkpointed, forward, interpolated
 from odebench.gradients.base import OdeCall
 from odebench.solution import Stats
 
@@ -15,4 +15,5 @@ GRADIENTS: dict[str, Callable[[OdeCall, Stats], torch.Tensor]] = {
     "backsolve": backsolve.solve,
     "interpolated": interpolated.solve,
     "checkpointed": checkpointed.solve,
+    "forward": forward.solve,
 }
