@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from odebench.errors import InvalidInputError, NonFiniteError
-from odebench.gradients import GRADIENTS
+from odebench.gradients import GRADIENTS, check_combination
 from odebench.gradients.base import OdeCall
 from odebench.solution import Solution, Stats
 from odebench.solvers import scheme
@@ -34,7 +34,8 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
         method: one of ``odebench.METHODS``.
         rtol, atol: relative and absolute tolerances (> 0) of the mixed error norm.
         gradient: one of ``odebench.GRADIENTS``: "backprop", "backsolve", "interpolated",
-            "checkpointed".
+            "checkpointed", "forward" (forward sensitivities), "reversible" (needs
+            ``method="reversible_heun"``; "checkpointed" and "interpolated" refuse that method).
         options: see :class:`odebench.solvers.options.SolverOptions` (step_size, max_num_steps,
             first_step, max_step, checkpoint_every, adjoint_rtol, adjoint_atol, adjoint_method,
             seminorm, reanchor, max_num_steps_backward).
@@ -110,6 +111,7 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     if gradient not in GRADIENTS:
         raise InvalidInputError(
             f"unknown gradient '{gradient}'; valid gradients: {', '.join(GRADIENTS)}")
+    check_combination(gradient, method)
     opts = SolverOptions.parse(options)
     if opts.adjoint_method is not None:
         check_method(opts.adjoint_method)

@@ -8,12 +8,10 @@ measured (``stats.recon_error``) and, unless ``options={"reanchor": True}``, not
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
-from odebench.gradients.base import OdeCall, stack_outputs
+from odebench.gradients.base import OdeCall, reconstruction_error, stack_outputs
 from odebench.solution import Stats
 from odebench.solvers import FlatField, integrate, scheme
 
@@ -67,13 +65,7 @@ class _Backsolve(torch.autograd.Function):
                 z = torch.cat([y_part, add_jump(z[n: 2 * n], grad_flat[i - 1]), z[2 * n:]])
         finally:
             stats.record_backward(back, af.nfe)
-        y0_rec = z[:n]
-        y0 = ys_flat[0]
-        denom = float(torch.linalg.vector_norm(y0))
-        diff = float(torch.linalg.vector_norm(y0_rec - y0))
-        stats.recon_error = diff / denom if denom > 0 else diff
-        if not math.isfinite(stats.recon_error):
-            stats.recon_error = math.inf
+        stats.recon_error = reconstruction_error(z[:n], ys_flat[0])
         grad_y0 = z[n: 2 * n].view(call.shape)
         grad_params = split_params(z[2 * n:], params)
         return (None, None, grad_y0, *grad_params)
