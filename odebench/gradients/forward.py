@@ -103,7 +103,13 @@ class SensitivityField:
                               f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
                               f"falling back to one jvp per column ({k} per evaluation)",
                               RuntimeWarning, stacklevel=2)
-        outs = [column(*(c[j] for c in columns)) for j in range(k)]
+        try:
+            outs = [column(*(c[j] for c in columns)) for j in range(k)]
+        except RuntimeError as err:
+            raise InvalidInputError(
+                f"gradient='forward' needs forward-mode AD (torch.func.jvp) of func, which "
+                f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}. Use another "
+                f"gradient method.") from err
         ds = torch.stack([o[1] for o in outs], dim=1)
         return torch.cat([outs[0][0], ds.reshape(-1)])
 
