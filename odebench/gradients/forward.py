@@ -4,7 +4,9 @@ together, forward in time, as one flat system ``z = [y, S]``::
 
     y' = f(t, y),     S' = df/dy S + df/dp [0 | I_m],     S(t0) = [I_n | 0]
 
-solved by the forward method at the forward tolerances (explicit and Rosenbrock methods alike).
+solved by the forward method at the forward tolerances (explicit and Rosenbrock methods alike;
+a Rosenbrock method differentiates the augmented field by autograd, or by central differences
+where autograd through ``vmap(jvp)`` fails).
 The error norm covers all of ``z``, the sensitivities included: they are what the gradient is
 made of, and leaving them out of the norm would leave the gradient's error uncontrolled (the
 choice of CVODES' ``errconS`` and of SciMLSensitivity's ForwardSensitivity).
@@ -98,6 +100,8 @@ class SensitivityField:
                 fy, ds = vmap(column)(*columns)
                 return torch.cat([fy[0], ds.T.reshape(-1)])
             except RuntimeError as err:
+                if z.requires_grad:  # differentiated (a Rosenbrock Jacobian): it falls back
+                    raise
                 self.batched = False
                 warnings.warn(f"gradient='forward': torch.func.vmap cannot batch func "
                               f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from odebench.gradients.adjoint_field import add_jump
 from odebench.gradients.base import OdeCall, reconstruction_error, stack_outputs, tensor_bytes
 from odebench.gradients.checkpointed import accumulate
 from odebench.solution import Stats
@@ -82,7 +83,7 @@ class _Reversible(torch.autograd.Function):
         try:
             for step in reversed(steps):
                 if step.out is not None:
-                    a_y = a_y + grad_flat[step.out]
+                    a_y = add_jump(a_y, grad_flat[step.out])
                 s, grads = step_vjp(call, f, step, s, a_y, a_yhat)
                 a_y, a_yhat = (g if g is not None else torch.zeros_like(a_y) for g in grads[:2])
                 accumulate(grad_params, grads[2:])
