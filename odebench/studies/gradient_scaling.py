@@ -1,14 +1,15 @@
 """Study ``gradient_scaling``: which gradient method wins at which size? Wall clock (forward +
-backward) and memory (bytes saved for backward; peak RSS of a fresh process in the full grid)
-of every odebench gradient method and of torchdiffeq's and torchode's, at one tolerance
+backward) and memory (bytes saved for backward: autograd's saved tensors plus what the method
+keeps itself; no peak-RSS subprocess, which would double the grid's cost) of every odebench
+gradient method and of torchdiffeq's and torchode's, at one tolerance
 (rtol = atol = 1e-5, dopri5; the reversible gradient on its own solver, reversible Heun), along
 two axes:
 
 * ``axis="params"``: tanh MLP fields (state 2, batch 1, depth 2) of growing width, 18 to about
   1e6 parameters;
 * ``axis="state"``: the 2-D Brusselator on an N x N grid (state 2 N^2, 3 parameters; as in
-  SciMLBenchmarks' BrussScaling, Ma et al., HPEC 2021, arXiv 1812.01892) and batched MLP states
-  (width 16: 338 parameters), state 2 to about 1e4.
+  SciMLBenchmarks' BrussScaling, Ma et al., HPEC 2021, arXiv 1812.01892; T = 0.01, up to
+  50 x 50) and batched MLP states (width 16: 354 parameters), state 2 to 1e4.
 
 Timing only: no float64 reference is computed (it would dominate the cost at these sizes), so
 rows carry no error columns. Forward sensitivities are run only where their ``n (n + m)``
@@ -31,7 +32,6 @@ from odebench.backends.base import (
     Measurement,
     _bare_run,
     describe,
-    measure_rss,
     time_repeats,
 )
 from odebench.gradients import method_for
@@ -55,9 +55,11 @@ GRADIENTS = {
 RTOL = ATOL = 1e-5
 FORWARD_LIMIT = 2_000_000
 MLP = {"dim": 2, "depth": 2}
-QUICK = {"widths": (2, 48), "grids": (2, 5), "batches": (1, 32), "repeats": 1, "rss": False}
-FULL = {"widths": (2, 8, 32, 128, 512, 1000), "grids": (2, 4, 8, 16, 32, 71),
-        "batches": (1, 8, 64, 512, 5000), "repeats": 3, "rss": True}
+QUICK = {"widths": (2, 48), "grids": (2, 5), "batches": (1, 32), "repeats": 1}
+# Brusselator to 50 x 50 (state 5,000): at 71 x 71 (10,082) one backprop run took 33 s and
+# 5.3 GB resident (1,179 steps, stability-limited), too much for a grid of 9 methods x 4 runs.
+FULL = {"widths": (2, 8, 32, 128, 512, 1000), "grids": (2, 4, 8, 16, 32, 50),
+        "batches": (1, 8, 64, 512, 5000), "repeats": 3}
 BRUSSELATOR_T = 0.01
 OPTIONS = {"max_num_steps": 20_000}
 RUN_BUDGET_S = 120.0
@@ -104,16 +106,15 @@ def grid(settings: Settings) -> list[Row]:
 def execute(row: Row, settings: Settings) -> Row:
     spec = QUICK if settings.mode == "quick" else FULL
     with wall_limit(RUN_BUDGET_S):
-        out = cost(row, settings, spec["repeats"], spec["rss"])
+        out = cost(row, settings, spec["repeats"])
     return dataclasses.replace(row, **out.columns())
 
 
-def cost(row: Row, settings: Settings, repeats: int, rss: bool) -> Measurement:
+def cost(row: Row, settings: Settings, repeats: int) -> Measurement:
     """Wall clock, NFE and saved bytes of one gradient run, without a reference: one counted,
     metered run (forward in a saved-tensor meter, then ``loss.backward()``), then ``repeats``
     bare timed runs (medians). A failure is a status, never an exception."""
-    spec = run_spec(row, settings, options=dict(OPTIONS), repeats=repeats, measure_rss=rss,
-                    wall_budget_s=30.0)
+    spec = run_spec(row, settings, options=dict(OPTIONS), repeats=repeats, wall_budget_s=30.0)
     backend = backends.get(row.backend)
     out = Measurement()
     reason = backend.unsupported(spec)
@@ -143,8 +144,6 @@ def cost(row: Row, settings: Settings, repeats: int, rss: bool) -> Measurement:
                      describe(exc))
         finally:
             out.nfe_forward, out.nfe_backward = counted.nfe_forward, counted.nfe_backward
-    if rss and out.status == "ok":
-        measure_rss(backend.name, spec, out)
     return out
 
 
