@@ -1,31 +1,23 @@
 """The gradient gate catches faults injected into ``forward`` and ``reversible`` (mutation score
-100%), and passes both without a fault."""
+100%), and passes both without a fault. The faults shared with the other methods come from
+test_gate (``reversible`` sums its parameter gradients with ``checkpointed.accumulate``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import pytest
 import torch
+from test_gate import _checkpoint_param_left_out, _detach_y0, _flip_field_vjp
 
-from odebench import gradients, verify
+from odebench import verify
 from odebench.gradients import forward, reversible
-from odebench.solvers.func import FlatField
 
 DECAY = verify.Case("decay", "decay")
 CASES = {"forward": (DECAY, verify.Case("lotka_volterra", "lotka_volterra")),
          "reversible": (DECAY,)}  # reversible Heun at a fixed step: lotka_volterra is 10,000
 MUTATION_TOL = 1e-7
 SCORE: dict[str, bool] = {}
-
-
-def _detach_y0(name: str) -> Callable[[pytest.MonkeyPatch], None]:
-    def inject(mp: pytest.MonkeyPatch) -> None:
-        original = gradients.GRADIENTS[name]
-        mp.setitem(gradients.GRADIENTS, name, lambda call, stats: original(
-            dataclasses.replace(call, y0=call.y0.detach()), stats))
-    return inject
 
 
 def _flip_jvp(mp: pytest.MonkeyPatch) -> None:
@@ -53,20 +45,6 @@ def _only_last_output(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(forward, "contract", last)
 
 
-def _flip_field_vjp(mp: pytest.MonkeyPatch) -> None:
-    class Flip(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx, grad):
-            return -grad
-
-    original = FlatField.__call__
-    mp.setattr(FlatField, "__call__", lambda self, t, y: Flip.apply(original(self, t, y)))
-
-
 def _bad_reconstruction(mp: pytest.MonkeyPatch) -> None:
     original = reversible.reconstruct
 
@@ -81,17 +59,6 @@ def _drop_jumps(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(reversible, "add_jump", lambda a, g: a)
 
 
-def _param_left_out(mp: pytest.MonkeyPatch) -> None:
-    def leaky(total, grads):
-        for acc, g in zip(total, grads):
-            if g is not None:
-                g = g.clone()
-                g.view(-1)[-1] = 0.0
-                acc.add_(g)
-
-    mp.setattr(reversible, "accumulate", leaky)
-
-
 FAULTS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "forward: sign flipped in the JVP": ("forward", _flip_jvp),
     "forward: df/dp columns dropped": ("forward", _drop_parameter_columns),
@@ -100,7 +67,7 @@ FAULTS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "reversible: sign flipped in the field's VJP": ("reversible", _flip_field_vjp),
     "reversible: reconstruction off by 1e-3": ("reversible", _bad_reconstruction),
     "reversible: adjoint jump at output times dropped": ("reversible", _drop_jumps),
-    "reversible: a parameter's gradient left out": ("reversible", _param_left_out),
+    "reversible: a parameter's gradient left out": ("reversible", _checkpoint_param_left_out),
     "reversible: y0 detached": ("reversible", _detach_y0("reversible")),
 }
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from odebench.gradients import checkpointed
 from odebench.gradients.adjoint_field import add_jump
 from odebench.gradients.base import OdeCall, reconstruction_error, stack_outputs, tensor_bytes
-from odebench.gradients.checkpointed import accumulate
 from odebench.solution import Stats
 from odebench.solvers import FlatField
 from odebench.solvers.reversible_heun import HeunState, Step, fixed_plan, forward_step, run
@@ -86,7 +86,7 @@ class _Reversible(torch.autograd.Function):
                     a_y = add_jump(a_y, grad_flat[step.out])
                 s, grads = step_vjp(call, f, step, s, a_y, a_yhat)
                 a_y, a_yhat = (g if g is not None else torch.zeros_like(a_y) for g in grads[:2])
-                accumulate(grad_params, grads[2:])
+                checkpointed.accumulate(grad_params, grads[2:])
         finally:
             stats.nfe_backward = f.nfe
             stats.n_steps_backward = len(steps)
