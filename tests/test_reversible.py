@@ -151,3 +151,16 @@ def test_forward_and_backsolve_run_on_reversible_heun():
     exact = _run(problem, "backprop", options)[0]
     assert _rel(_run(problem, "forward", options)[0], exact) <= 1e-12
     assert _rel(_run(problem, "backsolve", options)[0], exact) <= 1e-3
+
+
+def test_a_decaying_solution_swamped_by_the_parasitic_mode_is_refused():
+    """y' = -10 y at h = 1e-3: the true solution decays as e^{-10 t}, the parasitic mode grows
+    as e^{10 t}. At T = 5 the state would be 1e34 times too large: refused. (At T = 1 it is 30%
+    wrong, |yhat - y| still below |y|: the guard catches blow-up, not inaccuracy.)"""
+    y0 = torch.tensor([1.0], dtype=torch.float64)
+    with pytest.raises(NonFiniteError, match="parasitic"):
+        odebench.odeint(lambda t, y: -10.0 * y, y0, torch.tensor([0.0, 5.0], dtype=torch.float64),
+                        method=RH, options={"step_size": 1e-3})
+    ys = odebench.odeint(lambda t, y: -1.0 * y, y0, torch.tensor([0.0, 1.0],
+                         dtype=torch.float64), method=RH, options={"step_size": 1e-3})
+    assert float(ys[-1]) == pytest.approx(math.exp(-1.0), rel=1e-6)

@@ -12,8 +12,12 @@ The step is algebraically reversible: from ``(y_{n+1}, yhat_{n+1}, fhat_{n+1})``
 fhat_{n+1})`` recover the previous state up to round-off (:func:`reverse_step`), which the
 ``reversible`` gradient uses to backpropagate in O(1) memory in the number of steps.
 
-Second order; explicit, so stiff problems need tiny steps (its linear stability region is
-measured in tests/test_reversible.py). Fixed steps with ``options={"step_size": h}`` (each output
+Second order. Its linear stability region is only the imaginary segment [-i, i] of h*lambda
+(measured in tests/test_reversible.py): with any real lambda < 0 the parasitic root grows as
+e^{|lambda| t} at every step size; a run whose final ``|yhat - y|`` shows that
+(:func:`check_parasitic`) raises NonFiniteError instead of returning the state.
+
+Fixed steps with ``options={"step_size": h}`` (each output
 time is a step end); otherwise adaptive with the error estimate ``h/2 (f(yhat_{n+1}) -
 f(yhat_n))`` (Heun against Euler, first order, as diffrax's ReversibleHeun), the PI controller
 of the other methods and steps shortened to land on every output time (no dense output).
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
+from odebench.errors import NonFiniteError
 from odebench.solution import Stats
 from odebench.solvers.control import PIController, initial_step
 from odebench.solvers.func import FlatField
@@ -111,6 +116,30 @@ def fixed_plan(ts: list[float], step_size: float | None) -> list[Step]:
     return plan
 
 
+PARASITIC_LIMIT = 1.0
+"""Largest ``|yhat - y| / max(|y|, |y0|)`` at the end of a run: beyond it the parasitic mode has
+taken over. A guard against gross blow-up, not an accuracy test: ``yhat`` can stray further
+than ``y`` (measured at h = 1e-3: 1.3e-2 on Lotka-Volterra with y itself 1.5e-5 from the
+reference, 2e-8 on the small MLP; 1.04 on Lotka-Volterra at h = 1e-2, where y is 22% wrong)."""
+
+
+def check_parasitic(s: HeunState, y0: torch.Tensor, t: float, h: float) -> None:
+    """Raise NonFiniteError when the final ``yhat`` and ``y`` differ by more than
+    ``PARASITIC_LIMIT`` relative: outside the stability region the parasitic mode grows as
+    e^{|lambda| t} at every step size, so the state is no solution (fixed steps would return it
+    silently; the adaptive error estimate shrinks h until the step budget runs out)."""
+    with torch.no_grad():
+        gap = float(torch.linalg.vector_norm(s.yhat - s.y))
+        scale = max(float(torch.linalg.vector_norm(s.y)), float(torch.linalg.vector_norm(y0)))
+    if not gap <= PARASITIC_LIMIT * scale:
+        raise NonFiniteError(
+            f"method '{NAME}' is unstable here: at t={t:.6g} |yhat - y| = {gap:.3g} against "
+            f"|y| = {scale:.3g} (step {abs(h):.3g}); its stability region is the imaginary "
+            f"segment [-i, i] of h*lambda, so a Jacobian eigenvalue with a negative real part "
+            f"(dissipation, stiffness) makes its parasitic mode grow at any step size. Use "
+            f"another method.")
+
+
 def run(f: FlatField, y0: torch.Tensor, ts: list[float], stats: Stats, opts: SolverOptions,
         rtol: float, atol: float, max_steps: int, first_step: float | None = None,
         norm_numel: int | None = None) -> HeunRun:
@@ -128,6 +157,7 @@ def run(f: FlatField, y0: torch.Tensor, ts: list[float], stats: Stats, opts: Sol
             if step.out is not None:
                 loop.outputs.append(s.y)
         loop.check_finite_fixed(plan[-1].h)
+        check_parasitic(s, y0, ts[-1], plan[-1].h)
         stats.nfe = f.nfe
         return HeunRun(loop.outputs, s, plan, plan[-1].h)
     return _adaptive(loop, f, s, ts, stats, opts, rtol, atol, first_step, norm_numel)
@@ -170,6 +200,7 @@ def _adaptive(loop: StepLoop, f: FlatField, s: HeunState, ts: list[float], stats
         if landing:
             h_abs = max(h_abs, abs(step.h))
         t, s = step.t1, s1
+    check_parasitic(s, loop.outputs[0], t, h_abs)
     stats.nfe = f.nfe
     return HeunRun(loop.outputs, s, steps, h_abs)
 
