@@ -20,7 +20,7 @@ from odebench.errors import (
     NonFiniteError,
     StepSizeUnderflowError,
 )
-from odebench.gradients import GRADIENTS
+from odebench.gradients import GRADIENTS, check_combination
 from odebench.gradients.base import OdeCall
 from odebench.gradients.time_grad import solve_with_time_gradient, wants_time_gradient
 from odebench.solution import PerSampleStats, Solution, Stats
@@ -53,7 +53,8 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
             mixed error norm. An rtol below 100 x eps(dtype of y0) is raised to that, with a
             RuntimeWarning (as SciPy does); so is ``options["adjoint_rtol"]``.
         gradient: one of ``odebench.GRADIENTS``: "backprop", "backsolve", "interpolated",
-            "checkpointed".
+            "checkpointed", "forward" (forward sensitivities), "reversible" (needs
+            ``method="reversible_heun"``; "checkpointed" and "interpolated" refuse that method).
         options: see :class:`odebench.solvers.options.SolverOptions` (step_size, max_num_steps,
             first_step, max_step, checkpoint_every, adjoint_rtol, adjoint_atol, adjoint_method,
             seminorm, reanchor, max_num_steps_backward, and torchdiffeq's step_t, jump_t,
@@ -224,6 +225,7 @@ def _validate(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str, rtol: 
     if gradient not in GRADIENTS:
         raise InvalidInputError(
             f"unknown gradient '{gradient}'; valid gradients: {', '.join(GRADIENTS)}")
+    check_combination(gradient, method)
     opts = SolverOptions.parse(options)
     if opts.adjoint_method is not None:
         check_method(opts.adjoint_method)

@@ -76,7 +76,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ from torch import Tensor, nn
 import odebench
 from odebench.api import check_tolerance, resolvable_rtol
 from odebench.errors import InvalidInputError, OdeBenchError
+from odebench.gradients import method_for
 from odebench.measure.errors import relative_l2
 from odebench.measure.memory import SavedTensorMeter
 from odebench.solvers.registry import ADAPTIVE_METHODS, STIFF_METHODS
@@ -562,11 +563,13 @@ def check_gradient_methods(func: Func, y0: Tensor, t: Tensor, gradients: Sequenc
     ref = _reference_gradients(cfg)
     reports = []
     for gradient in gradients:
+        run_method = method_for(gradient, method)  # "reversible" brings its own solver
         if progress is not None:
-            progress(f"{method} / {gradient}")
-        run = _gradients_of(cfg.func, cfg.y0, cfg.t, cfg, method, gradient, cfg.rtol, cfg.atol,
-                            cfg.options)
-        reports.append(_judge(cfg, gradient, ref, run, budget))
+            progress(f"{run_method} / {gradient}")
+        run = _gradients_of(cfg.func, cfg.y0, cfg.t, cfg, run_method, gradient, cfg.rtol,
+                            cfg.atol, cfg.options)
+        reports.append(_judge(replace(cfg, method=run_method), gradient, ref, run,
+                              budget))
     return reports
 
 

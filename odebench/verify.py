@@ -20,6 +20,15 @@ breaks its budget. Budgets (relative L2 errors) are explicit:
   HIRES (T = 5). backsolve is EXPECTED to fail on all three: re-integrated backwards, the fast
   decaying modes of the state grow (by e^{1e4 t} on the linear system), so it stops with a
   typed error (step budget, non-finite state) or drifts by > 1e-2; the gate checks that.
+* forward (forward sensitivities, the forward method and tolerances): the budgets above.
+* reversible (reversible Heun, second order, at a fixed step ``REVERSIBLE_STEP`` = 1e-3: its
+  first-order error estimate makes adaptive runs at tol 1e-9 take millions of steps): <= 1e-3
+  against the reference (measured up to 4e-4, on Kepler), and it agrees with backprop through
+  the same solver to <= 1e-8 (both the exact gradient of the same discrete solution). Reversible
+  Heun is stable only for h*lambda on the imaginary segment [-i, i] (the parasitic root
+  ``z - sqrt(z^2 + 1)`` of the linear test equation grows as e^{|lambda| t} for any real
+  lambda < 0), so on van der Pol, Lorenz and the stiff cases it is EXPECTED to blow up or drift
+  (> 1e-2, or a typed error): the gate checks that.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import numpy as np
 import odebench
 import odebench.reference
 from odebench.errors import OdeBenchError
+from odebench.gradients import method_for
 from odebench.measure.memory import SavedTensorMeter
 from odebench.problems import Problem, get
 
@@ -77,7 +87,7 @@ class Case:
     gradients: tuple[str, ...] | None = None
 
     def budget(self, gradient: str) -> Budget:
-        return self.budgets.get(gradient, self.default)
+        return self.budgets.get(gradient, GRADIENT_BUDGETS.get(gradient, self.default))
 
     def applies(self, gradient: str) -> bool:
         """Whether the case checks ``gradient`` (``gradients``: the methods its options
@@ -88,11 +98,18 @@ class Case:
         return get(self.name, **self.kwargs)
 
 
+DRIFT_EXPECTED = Budget(min_error=1e-2, stop_ok=True)
 LORENZ_T1 = {"backprop": Budget(1e-6), "checkpointed": Budget(1e-6),
-             "interpolated": Budget(1e-4), "backsolve": Budget(1e-3)}
+             "interpolated": Budget(1e-4), "backsolve": Budget(1e-3),
+             "reversible": DRIFT_EXPECTED}
 LORENZ_T2 = {"backprop": Budget(1e-6), "checkpointed": Budget(1e-6),
              "interpolated": Budget(1e-4),
-             "backsolve": Budget(min_error=1e-2, min_recon=1e-3, stop_ok=True)}
+             "backsolve": Budget(min_error=1e-2, min_recon=1e-3, stop_ok=True),
+             "reversible": DRIFT_EXPECTED}
+REVERSIBLE_STEP = 1e-3
+# The options and default budgets of gradient methods that run differently from the others.
+GRADIENT_OPTIONS: dict[str, dict] = {"reversible": {"step_size": REVERSIBLE_STEP}}
+GRADIENT_BUDGETS: dict[str, Budget] = {"reversible": Budget(1e-3)}
 
 # The options users set that change a gradient method's code path.
 OPTION_CASES: tuple[Case, ...] = (
@@ -105,7 +122,7 @@ FULL_CASES: tuple[Case, ...] = (
     Case("decay", "decay"),
     Case("harmonic", "harmonic"),
     Case("lotka_volterra", "lotka_volterra"),
-    Case("vdp", "vdp"),
+    Case("vdp", "vdp", budgets={"reversible": DRIFT_EXPECTED}),
     Case("mlp", "mlp"),
     Case("kepler", "kepler"),
     Case("lorenz T=1", "lorenz", {"T": 1.0}, LORENZ_T1),
@@ -113,12 +130,12 @@ FULL_CASES: tuple[Case, ...] = (
     *OPTION_CASES,
 )
 STIFF = {"method": "rodas5p", "rtol": 1e-8, "max_steps_backward": 5_000}
-DRIFT_EXPECTED = Budget(min_error=1e-2, stop_ok=True)
+STIFF_DRIFT = {"backsolve": DRIFT_EXPECTED, "reversible": DRIFT_EXPECTED}
 STIFF_CASES: tuple[Case, ...] = (
     Case("stiff_linear", "stiff_linear", {"n": 4, "stiffness": 1e4, "n_points": 3},
-         {"backsolve": DRIFT_EXPECTED}, **STIFF),
-    Case("rober T=40", "rober", {"T": 40.0}, {"backsolve": DRIFT_EXPECTED}, **STIFF),
-    Case("hires T=5", "hires", {"T": 5.0}, {"backsolve": DRIFT_EXPECTED}, **STIFF),
+         STIFF_DRIFT, **STIFF),
+    Case("rober T=40", "rober", {"T": 40.0}, STIFF_DRIFT, **STIFF),
+    Case("hires T=5", "hires", {"T": 5.0}, STIFF_DRIFT, **STIFF),
 )
 QUICK_CASES: tuple[Case, ...] = (
     Case("decay", "decay"),
@@ -169,6 +186,7 @@ class Report:
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "rtol": RTOL, "atol": ATOL, "stiff": STIFF,
+                "gradient_options": GRADIENT_OPTIONS,
                 "results": [asdict(r) for r in self.results],
                 "agreements": [asdict(r) for r in self.agreements]}
 
@@ -214,17 +232,18 @@ def check(case: Case, gradient: str, ref: np.ndarray, tol: float = RTOL,
     budget = case.budget(gradient)
     problem = case.problem()
     start = time.perf_counter()
-    options = {"max_num_steps": 20_000, **case.options}
+    options = {"max_num_steps": 20_000, **GRADIENT_OPTIONS.get(gradient, {}), **case.options}
     if case.max_steps_backward is not None:
         options["max_num_steps_backward"] = case.max_steps_backward
     rtol = case.rtol if case.rtol is not None else tol
     atol = problem.atol if problem.stiff else tol
+    method = method_for(gradient, case.method)
     try:
-        grad, stats, saved = model_gradient(problem, gradient, method=case.method, rtol=rtol,
+        grad, stats, saved = model_gradient(problem, gradient, method=method, rtol=rtol,
                                             atol=atol, options=options)
     except OdeBenchError as err:
         ok = budget.stop_ok
-        return Result(case.label, gradient, math.inf, budget.describe(), ok, method=case.method,
+        return Result(case.label, gradient, math.inf, budget.describe(), ok, method=method,
                       status="stopped",
                       message=f"{type(err).__name__}: {err}",
                       wall_s=time.perf_counter() - start), None
@@ -233,8 +252,24 @@ def check(case: Case, gradient: str, ref: np.ndarray, tol: float = RTOL,
     if budget.min_recon > 0:
         ok = ok and (stats.recon_error is None or stats.recon_error >= budget.min_recon)
     return Result(case.label, gradient, error, budget.describe(), ok, stats.nfe,
-                  stats.nfe_backward, saved, stats.recon_error, method=case.method,
+                  stats.nfe_backward, saved, stats.recon_error, method=method,
                   wall_s=time.perf_counter() - start), grad
+
+
+def agreement(label: str, name: str, grad: np.ndarray, exact: np.ndarray, method: str) -> Result:
+    """``grad`` against ``exact`` (the same discrete solution's gradient by backprop) within
+    ``AGREEMENT_BUDGET``."""
+    diff = relative_error(grad, exact)
+    return Result(label, name, diff, f"<= {AGREEMENT_BUDGET:g}", diff <= AGREEMENT_BUDGET,
+                  method=method)
+
+
+def reversible_agreement(case: Case, grad: np.ndarray) -> Result:
+    """``reversible`` against backprop through the same reversible Heun solve."""
+    method = method_for("reversible", case.method)
+    options = {"max_num_steps": 20_000, **GRADIENT_OPTIONS["reversible"]}
+    exact, _, _ = model_gradient(case.problem(), "backprop", method=method, options=options)
+    return agreement(case.label, f"reversible vs backprop ({method})", grad, exact, method)
 
 
 def run(cases: tuple[Case, ...] = FULL_CASES, gradients: tuple[str, ...] | None = None,
@@ -253,16 +288,16 @@ def run(cases: tuple[Case, ...] = FULL_CASES, gradients: tuple[str, ...] | None 
             result, grads[gradient] = check(case, gradient, ref, tol)
             results.append(result)
         if grads.get("backprop") is not None and grads.get("checkpointed") is not None:
-            diff = relative_error(grads["checkpointed"], grads["backprop"])
-            agreements.append(Result(case.label, "checkpointed vs backprop", diff,
-                                     f"<= {AGREEMENT_BUDGET:g}", diff <= AGREEMENT_BUDGET,
-                                     method=case.method))
+            agreements.append(agreement(case.label, "checkpointed vs backprop",
+                                        grads["checkpointed"], grads["backprop"], case.method))
+        if grads.get("reversible") is not None and case.budget("reversible").min_error == 0:
+            agreements.append(reversible_agreement(case, grads["reversible"]))
     return Report(results, agreements)
 
 
 def format_table(report: Report) -> str:
     """The verification table as plain text."""
-    header = (f"{'problem':<24} {'method':<8} {'gradient':<26} {'rel. L2 error':>13} {'budget':<24} "
+    header = (f"{'problem':<24} {'method':<15} {'gradient':<26} {'rel. L2 error':>13} {'budget':<24} "
               f"{'NFE fwd':>8} {'NFE bwd':>8} {'saved MiB':>9} {'recon':>9}  verdict")
     lines = [header, "-" * len(header)]
     for r in report.results + report.agreements:
@@ -270,12 +305,13 @@ def format_table(report: Report) -> str:
         verdict = "ok" if r.ok else "BREACH"
         if r.status != "ok":
             verdict += f" ({r.message[:60]})"
-        lines.append(f"{r.problem:<24} {r.method:<8} {r.gradient:<26} {r.grad_error:>13.3e} {r.budget:<24} "
+        lines.append(f"{r.problem:<24} {r.method:<15} {r.gradient:<26} {r.grad_error:>13.3e} {r.budget:<24} "
                      f"{r.nfe_forward:>8} {r.nfe_backward:>8} {r.saved_bytes / 2**20:>9.3f} "
                      f"{recon:>9}  {verdict}")
     lines.append(f"{len(report.breaches)} breach(es); gate {'PASSED' if report.ok else 'FAILED'}"
                  f" (float64; dopri5 at rtol=atol={RTOL:g} unless the method column says "
-                 f"otherwise: stiff cases {STIFF['method']} at rtol {STIFF['rtol']:g})")
+                 f"otherwise: stiff cases {STIFF['method']} at rtol {STIFF['rtol']:g}; "
+                 f"reversible_heun at step_size {REVERSIBLE_STEP:g})")
     return "\n".join(lines)
 
 

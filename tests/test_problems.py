@@ -14,7 +14,7 @@ from odebench.problems.stiff import stiff_linear_basis
 
 NONSTIFF = {"decay", "harmonic", "lotka_volterra", "vdp", "kepler", "lorenz"}
 NEURAL = {"mlp", "mlp_small", "mlp_large"}
-STIFF = {"rober", "hires", "vdpol", "orego", "pollu", "e5", "stiff_linear"}
+STIFF = {"rober", "hires", "vdpol", "orego", "pollu", "e5", "stiff_linear", "brusselator_2d"}
 
 
 def test_names_partition_into_stiff_and_nonstiff():

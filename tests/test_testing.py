@@ -89,8 +89,11 @@ def test_registry_mlp_passes_every_gradient_method():
         assert set(report.errors) == {"y0", "p"}
         assert report.shapes == {"y0": (4, 4), "p": (420,)}
         assert report.budget == pytest.approx(1e-4)
-        assert report.run.nfe > 0 and report.run.nfe_backward > 0
-        assert report.reference_run.nfe > report.run.nfe
+        assert report.run.nfe > 0
+        # forward sensitivities need no backward pass
+        assert (report.run.nfe_backward > 0) == (report.gradient != "forward")
+        # the tighter dopri5 reference costs more, except against the second-order reversible Heun
+        assert (report.reference_run.nfe > report.run.nfe) == (report.gradient != "reversible")
     backsolve = reports[list(odebench.GRADIENTS).index("backsolve")]
     assert backsolve.run.recon_error is not None and backsolve.run.recon_error < 1e-6
 

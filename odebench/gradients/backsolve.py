@@ -8,12 +8,16 @@ measured (``stats.recon_error``) and, unless ``options={"reanchor": True}``, not
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
-from odebench.gradients.base import BACKWARD_FAILURES, OdeCall, backward_failure, stack_outputs
+from odebench.gradients.base import (
+    BACKWARD_FAILURES,
+    OdeCall,
+    backward_failure,
+    reconstruction_error,
+    stack_outputs,
+)
 from odebench.solution import Stats
 from odebench.solvers import FlatField, integrate, scheme
 
@@ -86,13 +90,7 @@ class _Backsolve(torch.autograd.Function):
             raise backward_failure(err, call, back, times, adjoints) from err
         finally:
             stats.record_backward(back, af.nfe)
-        y0_rec = z[:n]
-        y0 = ys_flat[0]
-        denom = float(torch.linalg.vector_norm(y0))
-        diff = float(torch.linalg.vector_norm(y0_rec - y0))
-        stats.recon_error = diff / denom if denom > 0 else diff
-        if not math.isfinite(stats.recon_error):
-            stats.recon_error = math.inf
+        stats.recon_error = reconstruction_error(z[:n], ys_flat[0])
         grad_y0 = z[n: 2 * n].view(call.shape)
         grad_params = split_params(z[2 * n:], params)
         return (None, None, grad_y0, *grad_params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -140,3 +141,12 @@ def tensor_bytes(tensors: list[torch.Tensor]) -> int:
         storage = t.untyped_storage()
         seen[storage.data_ptr()] = storage.nbytes()
     return sum(seen.values())
+
+
+def reconstruction_error(y_rec: torch.Tensor, y0: torch.Tensor) -> float:
+    """``|y_rec - y0| / |y0|`` (relative L2; absolute when ``y0 = 0``) of a state reconstructed
+    backwards to the initial time; inf when non-finite."""
+    denom = float(torch.linalg.vector_norm(y0))
+    diff = float(torch.linalg.vector_norm(y_rec - y0))
+    error = diff / denom if denom > 0 else diff
+    return error if math.isfinite(error) else math.inf

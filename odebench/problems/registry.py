@@ -6,12 +6,13 @@ import inspect
 from collections.abc import Callable
 
 from odebench.errors import InvalidInputError
-from odebench.problems import neural, nonstiff, stiff
+from odebench.problems import neural, nonstiff, pde, stiff
 from odebench.problems.base import Problem
 
 Factory = Callable[..., Problem]
 
-_FACTORIES: dict[str, Factory] = {**nonstiff.FACTORIES, **stiff.FACTORIES, **neural.FACTORIES}
+_FACTORIES: dict[str, Factory] = {**nonstiff.FACTORIES, **stiff.FACTORIES, **neural.FACTORIES,
+                                  **pde.FACTORIES}
 _STIFF: dict[str, bool] = {}
 
 

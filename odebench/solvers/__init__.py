@@ -18,8 +18,10 @@ from odebench.solvers.registry import (
     EXPLICIT_METHODS,
     FIXED_METHODS,
     METHODS,
+    REVERSIBLE_METHODS,
     STIFF_METHODS,
 )
+from odebench.solvers.reversible_heun import ReversibleHeun, integrate_reversible_heun
 from odebench.solvers.rosenbrock import CompiledRosenbrock, integrate_rosenbrock
 from odebench.solvers.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from odebench.solvers.tableaus import TABLEAUS
@@ -30,7 +32,12 @@ class Scheme:
     """A method ready to run on one dtype/device: what :func:`integrate` dispatches on."""
 
     name: str
-    compiled: CompiledTableau | CompiledRosenbrock
+    compiled: CompiledTableau | CompiledRosenbrock | ReversibleHeun
+
+    @property
+    def reversible(self) -> bool:
+        """True for the algebraically reversible methods of ``REVERSIBLE_METHODS``."""
+        return isinstance(self.compiled, ReversibleHeun)
 
     @property
     def implicit(self) -> bool:
@@ -50,6 +57,8 @@ class Scheme:
 def scheme(method: str, dtype: torch.dtype, device: torch.device) -> Scheme:
     """Compile ``method`` for a dtype and device (cached: the coefficient tensors are constants,
     never written, so solves share them)."""
+    if method in REVERSIBLE_METHODS:
+        return Scheme(name=method, compiled=ReversibleHeun())
     if method in ROSENBROCK_TABLEAUS:
         return Scheme(name=method,
                       compiled=CompiledRosenbrock(ROSENBROCK_TABLEAUS[method], dtype, device))
@@ -65,8 +74,13 @@ def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stat
     Fixed stepping when the method has no error estimate or ``opts.step_size`` is set;
     otherwise adaptive stepping with the method's embedded error estimate. Implicit methods go
     to the Rosenbrock loop (``dense_stages`` does not apply: its dense output needs no extra
-    stages).
+    stages). The reversible Heun method has its own loop (no observer: it keeps no stages).
     """
+    if sch.reversible:
+        return integrate_reversible_heun(f, y0, ts, stats, opts, rtol, atol, max_steps,
+                                         first_step=(first_step if first_step is not None
+                                                     else opts.first_step),
+                                         norm_numel=norm_numel)
     if sch.implicit:
         return integrate_rosenbrock(f, sch.compiled, y0, ts, rtol, atol, stats, opts, max_steps,
                                     first_step=(first_step if first_step is not None
@@ -80,6 +94,7 @@ def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stat
                               norm_numel=norm_numel, observer=observer, dense_stages=dense_stages)
 
 
-__all__ = ["ADAPTIVE_METHODS", "EXPLICIT_METHODS", "FIXED_METHODS", "METHODS", "STIFF_METHODS",
+__all__ = ["ADAPTIVE_METHODS", "EXPLICIT_METHODS", "FIXED_METHODS", "METHODS", "REVERSIBLE_METHODS",
+           "STIFF_METHODS",
            "FlatField", "Integration",
            "Scheme", "SolverOptions", "integrate", "scheme"]

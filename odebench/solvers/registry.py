@@ -9,7 +9,9 @@ ADAPTIVE_METHODS = ("bosh3", "dopri5", "tsit5", "dop853")
 EXPLICIT_METHODS = FIXED_METHODS + ADAPTIVE_METHODS
 # Linearly implicit Rosenbrock methods (odebench.solvers.rosenbrock_tableaus) for stiff problems.
 STIFF_METHODS: tuple[str, ...] = ("rodas5p", "rodas4")
-METHODS = EXPLICIT_METHODS + STIFF_METHODS
+# Algebraically reversible (odebench.solvers.reversible_heun): the ``reversible`` gradient's solver.
+REVERSIBLE_METHODS: tuple[str, ...] = ("reversible_heun",)
+METHODS = EXPLICIT_METHODS + STIFF_METHODS + REVERSIBLE_METHODS
 
 
 def check_method(method: str) -> None:
