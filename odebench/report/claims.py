@@ -191,9 +191,15 @@ def _extra(rows: pd.DataFrame, key: str) -> pd.Series:
     return pd.Series([as_dict(v).get(key) for v in values], index=rows.index, dtype=object)
 
 
-def _seed(rows: pd.DataFrame) -> pd.Series:
+def _param(rows: pd.DataFrame, key: str, default: Any = None) -> pd.Series:
+    """``params[key]`` of each row (``default`` where absent)."""
     params = rows["params"] if "params" in rows.columns else [None] * len(rows)
-    return pd.Series([as_dict(v).get("seed", 0) for v in params], index=rows.index)
+    return pd.Series([as_dict(v).get(key, default) for v in params], index=rows.index,
+                     dtype=object)
+
+
+def _seed(rows: pd.DataFrame) -> pd.Series:
+    return _param(rows, "seed", 0)
 
 
 def _key(value: Any) -> Any:
@@ -320,8 +326,8 @@ def claim_accuracy(rows: pd.DataFrame) -> Claim:
                   "parameters).",
         source="Chen et al. 2018, Table 1",
         parts=tuple(parts),
-        links=(Link("table", "models_classifier"), Link("figure", "memory_scaling"),
-               Link("table", "memory")),
+        links=(Link("table", "models_classifier"), Link("table", "models"),
+               Link("figure", "memory_scaling"), Link("table", "memory")),
         data=data,
     )
 
@@ -380,11 +386,8 @@ def _memory_per_depth(rows: pd.DataFrame) -> tuple[list[str], list[tuple[str, bo
     data = _ok(_study(rows, "models"))
     data = data[data["model"].isin((RESNET_MEMORY_MODEL, ODENET_MEMORY_MODEL))] \
         if "model" in data.columns else data.iloc[0:0]
-    params = data["params"] if "params" in data.columns else [None] * len(data)
     data = data.assign(saved=_column(data, "saved_bytes"), nfe=_column(data, "nfe_forward"),
-                       depth=pd.to_numeric(pd.Series([as_dict(p).get("n_blocks") for p in params],
-                                                     index=data.index, dtype=object),
-                                           errors="coerce"))
+                       depth=pd.to_numeric(_param(data, "n_blocks"), errors="coerce"))
     data = data[data["saved"] > 0]
     texts, checks = [], []
     for setting, group in _by_setting(data):
