@@ -9,6 +9,7 @@ from odebench.report.claims import (
     NOT_MEASURED,
     PARTLY,
     REFUTED,
+    TEST_ERROR_CHANGE_MAX,
     evaluate_claims,
     to_markdown,
     write_claims,
@@ -117,22 +118,19 @@ def test_backsolve_drift():
     assert claim(lorenz(1e-8, stop_at=None), "d").verdict == REFUTED
 
 
-def test_nfe_growth_and_tolerance_sweep():
-    def runs(last: float, sweep: list[dict] | None) -> pd.DataFrame:
-        extra = {"nfe_forward_first": 20.0, "nfe_forward_last": last}
-        if sweep is not None:
-            extra["tolerance_sweep"] = sweep
+def test_nfe_growth():
+    def runs(last: float) -> pd.DataFrame:
+        extra = {"nfe_growth_window": 5, "nfe_forward_first": 20.0, "nfe_forward_last": last,
+                 "nfe_backward_first": 10.0, "nfe_backward_last": 15.0}
         return frame(row("models", model="cnf", gradient="backprop", extra=extra))
 
-    assert part(runs(40.0, None), "e", "NFE during training").verdict == CONFIRMED
-    assert part(runs(20.0, None), "e", "NFE during training").verdict == REFUTED
-    assert part(runs(40.0, None), "e", "looser tolerance at test time").verdict == NOT_MEASURED
-    assert claim(runs(40.0, None), "e").verdict == PARTLY  # a part not measured: not confirmed
-    faster = [{"rtol": 1e-7, "nfe_forward": 80, "error": 0.01},
-              {"rtol": 1e-3, "nfe_forward": 20, "error": 0.02}]
-    assert claim(runs(40.0, faster), "e").verdict == CONFIRMED
-    slower = [{"rtol": 1e-7, "nfe_forward": 20}, {"rtol": 1e-3, "nfe_forward": 80}]
-    assert part(runs(40.0, slower), "e", "looser tolerance at test time").verdict == REFUTED
+    grew = part(runs(40.0), "e", "NFE during training")
+    assert grew.verdict == CONFIRMED
+    assert "2.00x" in grew.evidence and "5 iterations each" in grew.evidence
+    assert "backward NFE: 1.50x" in grew.evidence
+    assert part(runs(20.0), "e", "NFE during training").verdict == REFUTED
+    assert part(runs(40.0), "e", "looser tolerance at test time").verdict == NOT_MEASURED
+    assert claim(runs(40.0), "e").verdict == PARTLY  # a part not measured: not confirmed
 
 
 def test_stiff_needs_implicit():
@@ -158,3 +156,120 @@ def test_markdown_lists_every_claim(tmp_path):
         assert f"| {c.key} |" in text and f"**({c.key}) {c.verdict}.**" in text
     path = write_claims(claims, tmp_path / "tables")
     assert path.read_text() == text
+
+
+# --------------------------------------------------------------------------- the models
+# study's claim rows (odenet_test_tol, resnet_memory, odenet_memory)
+
+TOLERANCES = (1e-4, 1e-3, 1e-2, 1e-1)
+REFERENCE = {"dtype": "float64", "rtol": 1e-6, "atol": 1e-6, "n_images": 64, "spread": 2e-5}
+
+
+def sweep_rows(nfe: tuple[int, ...], wall: tuple[float, ...],
+             error: tuple[float, ...]) -> pd.DataFrame:
+    """One trained ODE-Net evaluated at ``TOLERANCES`` (tightest first)."""
+    return frame(*[row("models", problem="digits", model="odenet_test_tol", gradient=None,
+                       rtol=tol, atol=tol, dtype="float32", mode="quick", batch=360,
+                       nfe_forward=n, wall_forward_s=w, wall_forward_iqr_s=w / 10, n_repeats=5,
+                       sol_error=tol / 10,
+                       params={"config": "quick", "train_gradient": "backprop",
+                               "train_tol": 1e-2},
+                       extra={"test_error": e, "n_test": 360, "train_rtol": 1e-2,
+                              "train_atol": 1e-2, "sol_error_reference": REFERENCE})
+                   for tol, n, w, e in zip(TOLERANCES, nfe, wall, error, strict=True)])
+
+
+def tolerance(rows: pd.DataFrame):
+    return part(rows, "e", "looser tolerance at test time")
+
+
+def test_looser_tolerance_confirmed_with_its_numbers():
+    result = tolerance(sweep_rows((56, 38, 26, 20), (0.137, 0.114, 0.056, 0.052),
+                                (0.0972, 0.0972, 0.0944, 0.1)))
+    assert result.verdict == CONFIRMED
+    evidence = result.evidence
+    assert "rtol 0.0001: NFE 56, wall 137 ms (IQR 13.7 ms, N 5), test error 9.72%, " \
+        "z(T) error 1e-05" in evidence
+    assert "rtol 0.1: NFE 20, wall 52 ms" in evidence
+    assert "NFE 56 -> 20" in evidence and "wall 137 ms -> 52 ms" in evidence
+    assert "at most 0.28%" in evidence and f"{100 * TEST_ERROR_CHANGE_MAX:.2f}%" in evidence
+    assert "trained (quick, backprop) at rtol 0.01" in evidence and "360 test images" in evidence
+    assert "float64 solve at rtol 1e-06" in evidence
+
+
+def test_looser_tolerance_refuted_when_nfe_or_wall_do_not_fall():
+    same_nfe = sweep_rows((30, 30, 30, 30), (0.1, 0.09, 0.08, 0.07), (0.1,) * 4)
+    assert tolerance(same_nfe).verdict == REFUTED
+    slower = sweep_rows((56, 38, 26, 20), (0.1, 0.12, 0.13, 0.15), (0.1,) * 4)
+    assert tolerance(slower).verdict == REFUTED
+
+
+def test_looser_tolerance_accuracy_cost_above_threshold():
+    jump = 2 * TEST_ERROR_CHANGE_MAX
+    # the loosest tolerance costs accuracy, the others do not: partly
+    loosest = sweep_rows((56, 38, 26, 20), (0.137, 0.114, 0.056, 0.052),
+                       (0.1, 0.1, 0.1, 0.1 + jump))
+    assert tolerance(loosest).verdict == PARTLY
+    assert f"at most {100 * jump:.2f}%" in tolerance(loosest).evidence
+    every = sweep_rows((56, 38, 26, 20), (0.137, 0.114, 0.056, 0.052),
+                     (0.1, 0.1 + jump, 0.1 + jump, 0.1 + jump))
+    assert tolerance(every).verdict == REFUTED
+
+
+def test_looser_tolerance_not_measured_from_one_tolerance_or_failed_rows():
+    one = sweep_rows((56, 38, 26, 20), (0.1,) * 4, (0.1,) * 4).iloc[:1]
+    assert tolerance(one).verdict == NOT_MEASURED
+    failed = sweep_rows((56, 38, 26, 20), (0.1,) * 4, (0.1,) * 4).assign(status="timeout")
+    assert tolerance(failed).verdict == NOT_MEASURED
+
+
+def memory_rows(resnet_grows: bool = True, backsolve_grows: bool = False) -> list[dict]:
+    """One training step's saved bytes: the ResNet per depth, the ODE-Net per gradient method
+    and tolerance (forward NFE 20, 32, 44, 68)."""
+    rows = [row("models", problem="digits", model="resnet_memory", method="none",
+                gradient="backprop", rtol=None, atol=None, dtype="float32", mode="quick",
+                batch=16, saved_bytes=600_000 + (100_000 * depth if resnet_grows else 0),
+                params={"config": "quick", "n_blocks": depth})
+            for depth in (1, 2, 4, 8)]
+    for gradient in ("backprop", "backsolve"):
+        for tol, nfe in zip(TOLERANCES[::-1], (20, 32, 44, 68), strict=True):
+            grows = gradient == "backprop" or backsolve_grows
+            rows.append(row("models", problem="digits", model="odenet_memory", gradient=gradient,
+                            rtol=tol, atol=tol, dtype="float32", mode="quick", batch=16,
+                            nfe_forward=nfe, nfe_backward=nfe // 2,
+                            saved_bytes=125_000 * nfe if grows else 590_000,
+                            params={"config": "quick"}))
+    return rows
+
+
+def memory_part(rows: list[dict]):
+    return part(frame(*rows), "a", "O(1) memory")
+
+
+def test_memory_per_depth_and_per_nfe():
+    result = memory_part(memory_rows())
+    assert result.verdict == CONFIRMED
+    assert "ResNet depth 1, 2, 4, 8: 0.7, 0.8, 1, 1.4 MB (grows 2.00x)" in result.evidence
+    assert "ODE-Net backsolve at NFE 20, 32, 44, 68: 0.59, 0.59, 0.59, 0.59 MB (flat 1.00x)" \
+        in result.evidence
+    assert "ODE-Net backprop at NFE 20, 32, 44, 68: 2.5, 4, 5.5, 8.5 MB (grows 3.40x)" \
+        in result.evidence
+    assert "quick, cpu, float32, batch 16" in result.evidence
+
+
+def test_memory_verdict_flips():
+    assert memory_part(memory_rows(backsolve_grows=True)).verdict == PARTLY
+    assert memory_part(memory_rows(resnet_grows=False)).verdict == PARTLY
+    assert memory_part(memory_rows(resnet_grows=False, backsolve_grows=True)).verdict == REFUTED
+    resnet_only = [r for r in memory_rows() if r["model"] == "resnet_memory"]
+    only = memory_part(resnet_only)
+    assert only.verdict == NOT_MEASURED and "ResNet depth 1, 2, 4, 8" in only.evidence
+
+
+def test_one_step_memory_rows_are_not_training():
+    # the memory rows' backward/forward NFE is 0.5: inside the band, but not training
+    assert part(frame(*memory_rows()), "b", "training").verdict == NOT_MEASURED
+    training = [row("models", model=m, gradient="backsolve", nfe_forward=100, nfe_backward=140,
+                    extra={"nfe_backward_over_forward": 1.4}) for m in ("cnf", "odenet")]
+    result = part(frame(*training, *memory_rows()), "b", "training")
+    assert result.verdict == REFUTED and "N 2" in result.evidence
