@@ -35,10 +35,14 @@ def gradient_solve(call: OdeCall, stats: Stats) -> torch.Tensor:
     [len(call.ts), *shape]."""
     needs_grad = torch.is_grad_enabled() and (
         call.y0.requires_grad or any(p.requires_grad for p in call.params))
-    monitor = StiffnessMonitor(call, stats) if stiffness.applies(call) else None
+    gradient = call.gradient if needs_grad else "backprop"
+    # forward sensitivities substitute the module's parameters (functional_call): its field
+    # must stay the user's module, so the monitor's wrapper does not watch it
+    watched = stiffness.applies(call) and gradient != "forward"
+    monitor = StiffnessMonitor(call, stats) if watched else None
     if monitor is not None:
         call = dataclasses.replace(call, func=monitor.func)
-    ys = GRADIENTS[call.gradient if needs_grad else "backprop"](call, stats)
+    ys = GRADIENTS[gradient](call, stats)
     if monitor is not None:
         monitor.finish()
     return ys

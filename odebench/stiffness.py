@@ -51,7 +51,8 @@ POWER_ITERATIONS = 8
 def applies(call: OdeCall) -> bool:
     """Whether ``call`` runs an explicit adaptive method with the monitor on."""
     sch = call.scheme
-    return (not sch.implicit and sch.adaptive and call.opts.step_size is None
+    return (not sch.implicit and not sch.reversible and sch.adaptive
+            and call.opts.step_size is None
             and call.opts.stiffness_check)
 
 

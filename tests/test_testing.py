@@ -92,8 +92,8 @@ def test_registry_mlp_passes_every_gradient_method():
         assert report.run.nfe > 0
         # forward sensitivities need no backward pass
         assert (report.run.nfe_backward > 0) == (report.gradient != "forward")
-        # the tighter dopri5 reference costs more, except against the second-order reversible Heun
-        assert (report.reference_run.nfe > report.run.nfe) == (report.gradient != "reversible")
+        # the directional reference runs forward solves only: no backward pass it could trust
+        assert report.reference_run.nfe > 0 and report.reference_run.nfe_backward == 0
     backsolve = reports[list(odebench.GRADIENTS).index("backsolve")]
     assert backsolve.run.recon_error is not None and backsolve.run.recon_error < 1e-6
 

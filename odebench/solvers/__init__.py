@@ -46,11 +46,12 @@ class Scheme:
 
     @property
     def adaptive(self) -> bool:
-        return self.compiled.tab.adaptive
+        """Whether the method has an error estimate (reversible Heun: its first-order one)."""
+        return self.reversible or self.compiled.tab.adaptive
 
     @property
     def has_dense(self) -> bool:
-        return self.compiled.tab.dense is not None
+        return not self.reversible and self.compiled.tab.dense is not None
 
 
 @functools.lru_cache(maxsize=64)
