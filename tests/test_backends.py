@@ -145,6 +145,14 @@ def test_float32_run(lotka_volterra):
     assert m.saved_bytes > 0
 
 
+def test_a_clamped_rtol_is_recorded(lotka_volterra):
+    with pytest.warns(RuntimeWarning, match="below what torch.float32 resolves"):
+        m = _run("odebench", lotka_volterra, None, dtype="float32", rtol=1e-8, atol=1e-8)
+    assert m.status == "ok", m.message
+    assert m.extra["rtol_effective"] == pytest.approx(100 * torch.finfo(torch.float32).eps)
+    assert "rtol_effective" not in _run("odebench", lotka_volterra, None, rtol=1e-8).extra
+
+
 def test_timing_repeats_and_budget(lotka_volterra):
     m = _run("odebench", problems.get("lotka_volterra", T=1.0), "backprop", repeats=2)
     assert m.wall_forward_s > 0 and m.wall_backward_s > 0

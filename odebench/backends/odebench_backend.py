@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 import odebench
+from odebench.api import RTOL_FLOOR_EPS
 from odebench.backends.base import ERROR_NORM, ForwardResult, Measurement, RunSpec, TorchBackend
 from odebench.solvers.registry import FIXED_METHODS
 
@@ -77,6 +78,10 @@ class OdebenchBackend(TorchBackend):
                              n_jac_backward=stats.n_jac_backward,
                              n_lu_backward=stats.n_lu_backward)
 
+        extra: dict[str, Any] = {"library_nfe": stats.nfe}
+        floor = RTOL_FLOOR_EPS * torch.finfo(y0.dtype).eps
+        if spec.rtol is not None and spec.rtol < floor:  # odebench.solve ran at its floor
+            extra["rtol_effective"] = floor
         return ForwardResult(ys=sol.ys, steps=stats.n_steps, rejected=stats.n_rejected,
                              n_jac=stats.n_jac, n_lu=stats.n_lu, saved_bytes=stats.saved_bytes,
-                             extra={"library_nfe": stats.nfe}, after_backward=after_backward)
+                             extra=extra, after_backward=after_backward)
