@@ -277,3 +277,22 @@ def test_buffered_stages_refuse_a_later_wrong_output(bad: str):
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
     with torch.no_grad(), pytest.raises(InvalidInputError, match=bad):
         odebench.odeint(field, torch.ones(3, dtype=torch.float64), t)
+
+
+@pytest.mark.parametrize("method", ["bosh3", "dopri5", "tsit5"])
+def test_checkpointed_replay_skips_the_unused_fsal_stage(method: str):
+    """With checkpoint_every=1 each replayed step is one segment: its FSAL stage f(t + h, y1)
+    would serve no one (the next segment starts from its own f(t, y)), so the backward pass
+    evaluates s - 1 stages per step, not s, and the gradient equals backprop's."""
+    w = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    grads, stats = {}, {}
+    for gradient in ("backprop", "checkpointed"):
+        y0 = torch.tensor([0.5, 0.2], dtype=torch.float64, requires_grad=True)
+        sol = odebench.solve(logistic, y0, torch.tensor([0.0, 2.0], dtype=torch.float64),
+                             method=method, rtol=1e-6, atol=1e-8, gradient=gradient,
+                             options={"checkpoint_every": 1})
+        (grads[gradient],) = torch.autograd.grad((sol.ys[-1] * w).sum(), [y0])
+        stats[gradient] = sol.stats
+    stages = scheme(method, torch.float64, torch.device("cpu")).compiled.tab.stages
+    assert stats["checkpointed"].nfe_backward == (stages - 1) * stats["checkpointed"].n_steps
+    torch.testing.assert_close(grads["checkpointed"], grads["backprop"], rtol=1e-12, atol=0)

@@ -27,10 +27,12 @@ def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Ten
     ct = call.scheme.compiled
     tab = ct.tab
     k0 = None
-    for r in records:
+    for i, r in enumerate(records):
         if k0 is None or not tab.fsal:
             k0 = f(r.t, y)
-        ks, y1 = rk_stages(f, ct, r.t, y, r.h, k0)
+        # the FSAL stage f(t + h, y1) serves the next step and the dense output only
+        ks, y1 = rk_stages(f, ct, r.t, y, r.h, k0,
+                           fsal_stage=i + 1 < len(records) or bool(r.thetas))
         if r.thetas:
             ks_dense = extra_stages(f, ct, r.t, y, r.h, ks) if tab.dense.shape[0] > tab.stages \
                 else ks

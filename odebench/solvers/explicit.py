@@ -76,12 +76,14 @@ def _store(f: FlatField, ct: CompiledTableau, like: torch.Tensor,
 
 
 def run_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t: float,
-               y: torch.Tensor, h: float, k0: torch.Tensor) -> torch.Tensor:
+               y: torch.Tensor, h: float, k0: torch.Tensor, fsal_stage: bool = True) -> torch.Tensor:
     """Evaluate one step's stages into ``st`` (started with the first stage ``k0``); returns
     y1 [N].
 
     For FSAL tableaus y1 is the input of the last stage; otherwise ``y + h * sum b_i k_i``.
     Each stage costs one fused multiply-add (``addmv``) over the stage matrix besides ``f``.
+    ``fsal_stage=False`` leaves out the FSAL stage ``f(t + h, y1)`` (a replay whose next step
+    does not start from it and that needs no dense output: the stages are then one short).
     """
     c = ct.c
     # all stage times in one tensor: two operations per step, not one per stage
@@ -89,6 +91,8 @@ def run_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t: float
     yi = y
     for i in range(1, len(c)):
         yi = torch.add(y, k0, alpha=h * ct.a_first) if i == 1 else st.combine(y, ct.a[i], h)
+        if i == len(c) - 1 and ct.tab.fsal and not fsal_stage:
+            return yi
         st.push(t + c[i] * h, stage_t[i], yi)
     if ct.tab.fsal:
         return yi
@@ -106,10 +110,11 @@ def run_extra_stages(st: StackedStages | BufferedStages, ct: CompiledTableau, t:
 
 
 def rk_stages(f: FlatField, ct: CompiledTableau, t: float, y: torch.Tensor, h: float,
-              k0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """One step's stages, recorded by autograd: (stages [s tensors of shape [N]], y1)."""
+              k0: torch.Tensor, fsal_stage: bool = True) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """One step's stages, recorded by autograd: (stages [s tensors of shape [N]], y1); see
+    :func:`run_stages` for ``fsal_stage``."""
     st = StackedStages(f)
-    y1 = run_stages(st, ct, t, y, h, st.start(k0))
+    y1 = run_stages(st, ct, t, y, h, st.start(k0), fsal_stage)
     return st.stages(), y1
 
 
