@@ -9,9 +9,13 @@ from dataclasses import dataclass
 import torch
 
 from odebench.solution import Stats
-from odebench.solvers.explicit import CompiledTableau, integrate_adaptive, integrate_fixed
+from odebench.solvers import loop
+from odebench.solvers.control import Adaptive, Controller, FixedStep
+from odebench.solvers.explicit import CompiledTableau, ExplicitRK
 from odebench.solvers.func import FlatField
 from odebench.solvers.loop import Integration, Observer
+from odebench.solvers.method import Method, StepResult
+from odebench.solvers.norm import ErrorNorm
 from odebench.solvers.options import SolverOptions
 from odebench.solvers.registry import (
     ADAPTIVE_METHODS,
@@ -20,30 +24,32 @@ from odebench.solvers.registry import (
     METHODS,
     STIFF_METHODS,
 )
-from odebench.solvers.rosenbrock import CompiledRosenbrock, integrate_rosenbrock
+from odebench.solvers.rosenbrock import CompiledRosenbrock, Rosenbrock
 from odebench.solvers.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from odebench.solvers.tableaus import TABLEAUS
 
 
 @dataclass
 class Scheme:
-    """A method ready to run on one dtype/device: what :func:`integrate` dispatches on."""
+    """A method ready to run on one dtype/device: its compiled coefficients and the
+    :class:`~odebench.solvers.method.Method` that steps with them."""
 
     name: str
     compiled: CompiledTableau | CompiledRosenbrock
+    method: Method
 
     @property
     def implicit(self) -> bool:
         """True for the linearly implicit (Rosenbrock) methods of ``STIFF_METHODS``."""
-        return isinstance(self.compiled, CompiledRosenbrock)
+        return self.method.implicit
 
     @property
     def adaptive(self) -> bool:
-        return self.compiled.tab.adaptive
+        return self.method.adaptive
 
     @property
     def has_dense(self) -> bool:
-        return self.compiled.tab.dense is not None
+        return self.method.has_dense
 
 
 @functools.lru_cache(maxsize=64)
@@ -51,35 +57,41 @@ def scheme(method: str, dtype: torch.dtype, device: torch.device) -> Scheme:
     """Compile ``method`` for a dtype and device (cached: the coefficient tensors are constants,
     never written, so solves share them)."""
     if method in ROSENBROCK_TABLEAUS:
-        return Scheme(name=method,
-                      compiled=CompiledRosenbrock(ROSENBROCK_TABLEAUS[method], dtype, device))
-    return Scheme(name=method, compiled=CompiledTableau(TABLEAUS[method], dtype, device))
+        cr = CompiledRosenbrock(ROSENBROCK_TABLEAUS[method], dtype, device)
+        return Scheme(name=method, compiled=cr, method=Rosenbrock(cr))
+    ct = CompiledTableau(TABLEAUS[method], dtype, device)
+    return Scheme(name=method, compiled=ct, method=ExplicitRK(ct))
+
+
+def controller_for(sch: Scheme, opts: SolverOptions, norm: ErrorNorm,
+                   first_step: float | None = None) -> Controller:
+    """Fixed steps when the method has no error estimate or ``opts.step_size`` is set, else
+    adaptive (``first_step`` overrides ``opts.first_step``)."""
+    if not sch.adaptive or opts.step_size is not None:
+        return FixedStep(opts.step_size)
+    return Adaptive(norm, opts.max_step,
+                    first_step if first_step is not None else opts.first_step)
 
 
 def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stats: Stats,
               opts: SolverOptions, rtol: float, atol: float, max_steps: int,
               first_step: float | None = None, norm_numel: int | None = None,
-              observer: Observer | None = None, dense_stages: bool = False) -> Integration:
-    """Integrate the flat field ``f`` from ``y0`` through the output times ``ts``.
+              observer: Observer | None = None, dense_stages: bool = False,
+              norm_parts: tuple[int, ...] | None = None) -> Integration:
+    """Integrate the flat field ``f`` from ``y0`` through the output times ``ts`` with the one
+    loop (:func:`odebench.solvers.loop.integrate`).
 
-    Fixed stepping when the method has no error estimate or ``opts.step_size`` is set;
-    otherwise adaptive stepping with the method's embedded error estimate. Implicit methods go
-    to the Rosenbrock loop (``dense_stages`` does not apply: its dense output needs no extra
-    stages).
+    Fixed stepping when the method has no error estimate or ``opts.step_size`` is set; otherwise
+    adaptive stepping with the method's embedded error estimate, measured on the first
+    ``norm_numel`` entries (all by default), split into consecutive parts of lengths
+    ``norm_parts`` when given (max of the per-part RMS norms).
     """
-    if sch.implicit:
-        return integrate_rosenbrock(f, sch.compiled, y0, ts, rtol, atol, stats, opts, max_steps,
-                                    first_step=(first_step if first_step is not None
-                                                else opts.first_step),
-                                    norm_numel=norm_numel, observer=observer)
-    if not sch.adaptive or opts.step_size is not None:
-        return integrate_fixed(f, sch.compiled, y0, ts, opts.step_size, stats, max_steps,
-                               observer)
-    return integrate_adaptive(f, sch.compiled, y0, ts, rtol, atol, stats, opts, max_steps,
-                              first_step=first_step if first_step is not None else opts.first_step,
-                              norm_numel=norm_numel, observer=observer, dense_stages=dense_stages)
+    norm = ErrorNorm(rtol, atol, norm_numel if norm_numel is not None else y0.numel(),
+                     norm_parts)
+    return loop.integrate(sch.method, f, y0, ts, controller_for(sch, opts, norm, first_step),
+                          norm, max_steps, stats, observer=observer, dense_stages=dense_stages)
 
 
 __all__ = ["ADAPTIVE_METHODS", "EXPLICIT_METHODS", "FIXED_METHODS", "METHODS", "STIFF_METHODS",
-           "FlatField", "Integration",
-           "Scheme", "SolverOptions", "integrate", "scheme"]
+           "ErrorNorm", "FlatField", "Integration", "Method", "Scheme", "SolverOptions",
+           "StepResult", "integrate", "scheme"]
