@@ -25,8 +25,12 @@ from odebench.solvers.registry import (
     STIFF_METHODS,
 )
 from odebench.solvers.rosenbrock import CompiledRosenbrock, Rosenbrock
+from odebench.solvers.rosenbrock23 import Rosenbrock23
 from odebench.solvers.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from odebench.solvers.tableaus import TABLEAUS
+
+METHOD_CLASSES: dict[str, type] = {"rosenbrock23": Rosenbrock23}
+"""Methods implemented as one Method class each (name -> class), besides the tableaus."""
 
 
 @dataclass
@@ -35,7 +39,7 @@ class Scheme:
     :class:`~odebench.solvers.method.Method` that steps with them."""
 
     name: str
-    compiled: CompiledTableau | CompiledRosenbrock
+    compiled: CompiledTableau | CompiledRosenbrock | None
     method: Method
 
     @property
@@ -55,7 +59,10 @@ class Scheme:
 @functools.lru_cache(maxsize=64)
 def scheme(method: str, dtype: torch.dtype, device: torch.device) -> Scheme:
     """Compile ``method`` for a dtype and device (cached: the coefficient tensors are constants,
-    never written, so solves share them)."""
+    never written, so solves share them). Methods that are a class rather than a tableau
+    (``METHOD_CLASSES``) have no compiled coefficients."""
+    if method in METHOD_CLASSES:
+        return Scheme(name=method, compiled=None, method=METHOD_CLASSES[method]())
     if method in ROSENBROCK_TABLEAUS:
         cr = CompiledRosenbrock(ROSENBROCK_TABLEAUS[method], dtype, device)
         return Scheme(name=method, compiled=cr, method=Rosenbrock(cr))
