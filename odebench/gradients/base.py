@@ -52,7 +52,8 @@ class OdeCall:
                 observer: Observer | None = None, dense_stages: bool = False) -> Integration:
         """The forward integration of ``f`` from the flat ``y0`` through all output times."""
         return integrate(self.scheme, f, y0, self.ts, stats, self.opts, self.rtol, self.atol,
-                         self.opts.max_num_steps, observer=observer, dense_stages=dense_stages)
+                         self.opts.max_num_steps, observer=observer, dense_stages=dense_stages,
+                         jac=self.opts.jac)
 
     def adjoint_tolerances(self) -> tuple[float, float]:
         """(rtol, atol) of a backward solve."""

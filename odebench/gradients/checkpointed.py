@@ -22,7 +22,7 @@ def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Ten
     and returns the state after the last step. The last step serves no next one: work only the
     next step needs (an FSAL stage) is skipped unless its dense output uses it."""
     method = call.scheme.method
-    state = method.init(f, records[0].t, y, Stats(), keeps_stages=True)
+    state = method.init(f, records[0].t, y, Stats(), keeps_stages=True, jac=call.opts.jac)
     for i, r in enumerate(records):
         res = method.step(f, r.t, y, r.h, state, need_next=i + 1 < len(records) or bool(r.thetas))
         if r.thetas:

@@ -4,6 +4,7 @@ problems, step control, dense output."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -84,19 +85,22 @@ def integrate(sch: Scheme, f: FlatField, y0: torch.Tensor, ts: list[float], stat
               opts: SolverOptions, rtol: float, atol: float, max_steps: int,
               first_step: float | None = None, norm_numel: int | None = None,
               observer: Observer | None = None, dense_stages: bool = False,
-              norm_parts: tuple[int, ...] | None = None) -> Integration:
+              norm_parts: tuple[int, ...] | None = None,
+              jac: Callable | None = None) -> Integration:
     """Integrate the flat field ``f`` from ``y0`` through the output times ``ts`` with the one
     loop (:func:`odebench.solvers.loop.integrate`).
 
     Fixed stepping when the method has no error estimate or ``opts.step_size`` is set; otherwise
     adaptive stepping with the method's embedded error estimate, measured on the first
     ``norm_numel`` entries (all by default), split into consecutive parts of lengths
-    ``norm_parts`` when given (max of the per-part RMS norms).
+    ``norm_parts`` when given (max of the per-part RMS norms). ``jac``: the user's df/dy
+    (implicit methods; callers pass ``opts.jac`` for the user's own field only).
     """
     norm = ErrorNorm(rtol, atol, norm_numel if norm_numel is not None else y0.numel(),
                      norm_parts)
     return loop.integrate(sch.method, f, y0, ts, controller_for(sch, opts, norm, first_step),
-                          norm, max_steps, stats, observer=observer, dense_stages=dense_stages)
+                          norm, max_steps, stats, observer=observer, dense_stages=dense_stages,
+                          jac=jac)
 
 
 __all__ = ["ADAPTIVE_METHODS", "EXPLICIT_METHODS", "FIXED_METHODS", "METHODS", "STIFF_METHODS",

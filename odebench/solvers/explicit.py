@@ -12,6 +12,7 @@ acceptance; output times are located with Python floats.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,7 +145,7 @@ class ExplicitRK:
         self.adaptive, self.has_dense = tab.adaptive, tab.dense is not None
 
     def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
-             keeps_stages: bool) -> list:
+             keeps_stages: bool, jac: Callable | None = None) -> list:
         return [_store(f, self.ct, y0, keeps_stages), f(t0, y0)]
 
     def slope(self, state: list) -> torch.Tensor:

@@ -191,7 +191,8 @@ class StepLoop:
 
 def integrate(method: Method, f: FlatField, y0: torch.Tensor, ts: list[float],
               controller: Controller, norm: ErrorNorm, budget: int, stats: Stats,
-              observer: Observer | None = None, dense_stages: bool = False) -> Integration:
+              observer: Observer | None = None, dense_stages: bool = False,
+              jac: Callable | None = None) -> Integration:
     """Integrate the flat field ``f`` [N] -> [N] with ``method`` from ``y0`` through the output
     times ``ts`` (strictly monotone Python floats; ``ts[0]`` is the start).
 
@@ -200,11 +201,11 @@ def integrate(method: Method, f: FlatField, y0: torch.Tensor, ts: list[float],
     dense output; fixed steps land on every output time and are checked for non-finite values at
     the end. ``budget`` bounds the attempted steps; ``observer`` gets every accepted step;
     ``dense_stages``: evaluate what the dense output needs for every accepted step (for an
-    observer that interpolates later), not only for steps with an output inside. ``stats`` is
-    updated in place.
+    observer that interpolates later), not only for steps with an output inside; ``jac``: the
+    user's df/dy for implicit methods. ``stats`` is updated in place.
     """
     loop = StepLoop(f, ts, y0, stats, budget, method.name, implicit=method.implicit)
-    state = method.init(f, ts[0], y0, stats, keeps_stages=observer is not None)
+    state = method.init(f, ts[0], y0, stats, keeps_stages=observer is not None, jac=jac)
     controller.init(f, ts[0], y0, method.slope(state), method.error_order, ts)
     checked = method.adaptive and not controller.fixed
     direction = 1.0 if ts[-1] > ts[0] else -1.0

@@ -12,6 +12,7 @@ have filled with work that holds for the point, such as the Jacobian there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,9 +49,10 @@ class Method(Protocol):
     implicit: bool
 
     def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
-             keeps_stages: bool) -> Any:
+             keeps_stages: bool, jac: Callable | None = None) -> Any:
         """The state at the first point ``(t0, y0)``; ``keeps_stages``: an observer keeps the
-        steps' ``dense_info`` (it must outlive the step)."""
+        steps' ``dense_info`` (it must outlive the step); ``jac``: the user's df/dy
+        (``options={"jac": ...}``; implicit methods only)."""
         ...
 
     def slope(self, state: Any) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -27,6 +28,11 @@ class SolverOptions:
         reanchor: ``backsolve``: replace the re-integrated state by the stored forward value at each
             output time (hides the drift; off by default so that it stays visible).
         max_num_steps_backward: step budget of the backward solve; default ``max_num_steps``.
+        jac: stiff methods: ``jac(t, y) -> df/dy`` of the user's field (``t`` a 0-d tensor, ``y``
+            of the state's shape; the result [N, N] or of shape ``(*y.shape, *y.shape)``, N =
+            numel(y)), instead of the autograd Jacobian; df/dt by central differences in t (two
+            evaluations of ``f`` per Jacobian, counted in nfe). Forward solves and the
+            ``checkpointed`` replay use it; the adjoints' backward systems do not.
     """
 
     step_size: float | None = None
@@ -40,6 +46,7 @@ class SolverOptions:
     seminorm: bool = False
     reanchor: bool = False
     max_num_steps_backward: int | None = None
+    jac: Callable[[Any, Any], Any] | None = None
 
     @classmethod
     def parse(cls, options: dict[str, Any] | None) -> SolverOptions:
@@ -63,6 +70,9 @@ class SolverOptions:
             value = getattr(opts, name)
             if value is not None and (int(value) != value or value < 1):
                 raise InvalidInputError(f"options['{name}'] must be a positive integer, got {value}")
+        if opts.jac is not None and not callable(opts.jac):
+            raise InvalidInputError(
+                f"options['jac'] must be callable jac(t, y) -> df/dy, got {type(opts.jac).__name__}")
         return opts
 
 

@@ -31,11 +31,13 @@ differences: 2N + 2 evaluations of ``f`` per Jacobian, counted in ``stats.nfe``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch.func import jacrev
 
+from odebench.errors import InvalidInputError
 from odebench.solution import Stats
 from odebench.solvers.func import FlatField
 from odebench.solvers.method import StepResult
@@ -80,14 +82,17 @@ class Jacobian:
     Python float) get central differences from the first failure on.
     """
 
-    def __init__(self, f: FlatField):
+    def __init__(self, f: FlatField, user: Callable | None = None):
         self.f = f
         self.exact = not f.pass_float_time
+        self.user = user
 
     def __call__(self, t: float, y: torch.Tensor, h: float, record: bool) -> Jac:
         """Evaluate at ``(t, y)``; ``h`` (time units) scales the finite-difference time step;
         ``record``: whether autograd records the field's evaluations (``f(t, y).requires_grad``).
         """
+        if self.user is not None:
+            return self._user(t, y, h)
         if self.exact:
             try:
                 return self._jacrev(t, y) if record else self._batched(t, y)
@@ -113,6 +118,23 @@ class Jacobian:
         if dfdy is None:
             raise RuntimeError("the field's output does not depend on y through autograd")
         return dfdy, dfdt
+
+    def _user(self, t: float, y: torch.Tensor, h: float) -> Jac:
+        """The user's ``jac(t, y)`` as [N, N] (refused when it has another size), df/dt by
+        central differences in t."""
+        f = self.f
+        n = y.numel()
+        dfdy = self.user(f.time(t), f.shaped(y))
+        if not isinstance(dfdy, torch.Tensor) or dfdy.numel() != n * n:
+            raise InvalidInputError(
+                f"options['jac'] must return df/dy with {n}x{n} entries (shape [N, N] or "
+                f"(*y.shape, *y.shape)) at t={t:.6g}, got "
+                + (f"shape {tuple(dfdy.shape)}" if isinstance(dfdy, torch.Tensor)
+                   else type(dfdy).__name__))
+        dt = torch.finfo(y.dtype).eps ** (1.0 / 3.0) * max(abs(h), abs(t), 1e-300)
+        t_hi, t_lo = t + dt, t - dt
+        dfdt = (f(t_hi, y) - f(t_lo, y)) / (t_hi - t_lo)
+        return dfdy.reshape(n, n).to(y), dfdt
 
     def _central(self, t: float, y: torch.Tensor, h: float) -> Jac:
         """Central differences, step ``eps^(1/3) * max(|y_j|, 1e-3 max|y|)`` per column and
@@ -207,9 +229,9 @@ class Rosenbrock:
         self.name, self.order, self.error_order = cr.tab.name, cr.tab.order, cr.tab.error_order
 
     def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
-             keeps_stages: bool) -> RosenbrockState:
+             keeps_stages: bool, jac: Callable | None = None) -> RosenbrockState:
         eye = torch.eye(y0.numel(), dtype=y0.dtype, device=y0.device)
-        return RosenbrockState(f(t0, y0), None, Jacobian(f), eye, stats)
+        return RosenbrockState(f(t0, y0), None, Jacobian(f, jac), eye, stats)
 
     def slope(self, state: RosenbrockState) -> torch.Tensor:
         return state.f0

@@ -21,6 +21,7 @@ evaluated once per step point and reused by rejected attempts, as for the Rodas 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -56,9 +57,9 @@ class Rosenbrock23:
     has_dense = True
 
     def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
-             keeps_stages: bool) -> RosenbrockState:
+             keeps_stages: bool, jac: Callable | None = None) -> RosenbrockState:
         eye = torch.eye(y0.numel(), dtype=y0.dtype, device=y0.device)
-        return RosenbrockState(f(t0, y0), None, Jacobian(f), eye, stats)
+        return RosenbrockState(f(t0, y0), None, Jacobian(f, jac), eye, stats)
 
     def slope(self, state: RosenbrockState) -> torch.Tensor:
         return state.f0
