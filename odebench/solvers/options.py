@@ -28,6 +28,10 @@ class SolverOptions:
         reanchor: ``backsolve``: replace the re-integrated state by the stored forward value at each
             output time (hides the drift; off by default so that it stays visible).
         max_num_steps_backward: step budget of the backward solve; default ``max_num_steps``.
+        adjoint_norm: error norm of the adjoints' backward systems: "mixed" (default), one RMS
+            norm over the whole augmented state; "per_part", the max of the RMS norms of its
+            parts ([y, a, dL/dp] for backsolve, [a, dL/dp] for interpolated), as torchdiffeq's
+            adjoint measures them (with ``seminorm`` the dL/dp part is left out either way).
         jac: stiff methods: ``jac(t, y) -> df/dy`` of the user's field (``t`` a 0-d tensor, ``y``
             of the state's shape; the result [N, N] or of shape ``(*y.shape, *y.shape)``, N =
             numel(y)), instead of the autograd Jacobian; df/dt by central differences in t (two
@@ -46,6 +50,7 @@ class SolverOptions:
     seminorm: bool = False
     reanchor: bool = False
     max_num_steps_backward: int | None = None
+    adjoint_norm: str = "mixed"
     jac: Callable[[Any, Any], Any] | None = None
 
     @classmethod
@@ -70,6 +75,9 @@ class SolverOptions:
             value = getattr(opts, name)
             if value is not None and (int(value) != value or value < 1):
                 raise InvalidInputError(f"options['{name}'] must be a positive integer, got {value}")
+        if opts.adjoint_norm not in ("mixed", "per_part"):
+            raise InvalidInputError(
+                f"options['adjoint_norm'] must be 'mixed' or 'per_part', got {opts.adjoint_norm!r}")
         if opts.jac is not None and not callable(opts.jac):
             raise InvalidInputError(
                 f"options['jac'] must be callable jac(t, y) -> df/dy, got {type(opts.jac).__name__}")
