@@ -16,7 +16,7 @@ import torch
 
 from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from odebench.solution import PartialSolution, Stats
-from odebench.solvers.control import Controller, PIController
+from odebench.solvers.control import Controller, PIController, fixed_steps
 from odebench.solvers.func import FlatField, all_finite
 from odebench.solvers.method import Method
 from odebench.solvers.norm import ErrorNorm
@@ -142,18 +142,23 @@ class StepLoop:
             partial=self.partial(t, direction * h_abs),
         )
 
-    def reject(self, t: float, h: float, err: float) -> None:
-        """Count a rejected step of signed size ``h`` with error ratio ``err``. After 30
-        consecutive non-finite error estimates: NonFiniteError."""
+    def reject(self, t: float, h: float, err: float,
+               controller: PIController | None = None) -> float:
+        """Count a rejected step of signed size ``h`` with error ratio ``err``; returns the next
+        |h| by ``controller`` (a loop of its own), else |h| times the smallest factor (the one
+        loop's controller object adapts |h| itself). After 30 consecutive non-finite error
+        estimates: NonFiniteError."""
         self.stats.n_rejected += 1
         self.nonfinite_streak = self.nonfinite_streak + 1 if not math.isfinite(err) else 0
+        h_abs = abs(h) * (controller.reject_factor(err) if controller is not None
+                          else PIController.min_factor)
         if self.nonfinite_streak >= 30:
-            h_abs = abs(h) * PIController.min_factor
             raise NonFiniteError(
                 f"the state became non-finite at t={t:.10g} with method '{self.method}'; "
                 f"{self.nonfinite_streak} step-size reductions down to {h_abs:.3g} did not help",
                 partial=self.partial(t, math.copysign(h_abs, h)),
             )
+        return h_abs
 
     def accept(self, t: float, h: float, t_new: float) -> tuple[int, list[float], bool]:
         """Count an accepted step from ``t`` to ``t_new`` and return the outputs it passes
@@ -254,4 +259,5 @@ def integrate(method: Method, f: FlatField, y0: torch.Tensor, ts: list[float],
     return Integration(ys=loop.outputs, h_next=controller.h_next)
 
 
-__all__ = ["Integration", "Observer", "StepLoop", "StepRecord", "integrate"]
+# fixed_steps lives in control.py now; re-exported for loops outside the package
+__all__ = ["Integration", "Observer", "StepLoop", "StepRecord", "fixed_steps", "integrate"]
