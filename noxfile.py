@@ -418,4 +418,5 @@ def microbench(session: nox.Session) -> None:
     compare = ["--benchmark-compare", "--benchmark-compare-fail=mean:25%"] if previous else []
     session.run(PY, "-m", "pytest", "-p", "no:cacheprovider", "tests/bench_solvers.py", "-m", "",
                 "--benchmark-enable", "--benchmark-autosave", "--benchmark-min-rounds=20",
-                *compare, *session.posargs)
+                *compare, *session.posargs,
+                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})

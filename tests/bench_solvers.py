@@ -2,7 +2,7 @@
 and LU of the stiff methods, one VJP of the adjoint fields, and the loop's fixed cost per step.
 
 Not collected by the default run (the file name does not match ``test_*.py``); ``nox -s
-microbench`` runs it, saves JSON under .benchmarks/ and compares with the previous run:
+microbench`` runs it on one thread, saves JSON under .benchmarks/ and compares with the previous run:
 
     python -m pytest tests/bench_solvers.py --benchmark-enable --benchmark-autosave
 """
@@ -19,14 +19,6 @@ from odebench.solvers.rosenbrock import Jacobian
 
 F64 = torch.float64
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _mlp() -> tuple[torch.nn.Module, torch.Tensor]:

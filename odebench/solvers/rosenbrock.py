@@ -216,17 +216,13 @@ class RosenbrockInfo:
     f0: torch.Tensor
 
 
-class Rosenbrock:
-    """A Rosenbrock tableau as a :class:`~odebench.solvers.method.Method`; the Jacobian policy
-    and the counters are those of the module docstring."""
+class LinearlyImplicit:
+    """What the linearly implicit methods share: the state (:class:`RosenbrockState`) and the
+    Jacobian policy of the module docstring; subclasses give ``step``, ``error``, ``dense``."""
 
     implicit = True
     adaptive = True
     has_dense = True
-
-    def __init__(self, cr: CompiledRosenbrock):
-        self.cr = cr
-        self.name, self.order, self.error_order = cr.tab.name, cr.tab.order, cr.tab.error_order
 
     def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
              keeps_stages: bool, jac: Callable | None = None) -> RosenbrockState:
@@ -236,28 +232,48 @@ class Rosenbrock:
     def slope(self, state: RosenbrockState) -> torch.Tensor:
         return state.f0
 
-    def step(self, f: FlatField, t: float, y: torch.Tensor, h: float, state: RosenbrockState,
-             need_next: bool = True) -> StepResult:
+    @staticmethod
+    def at_point(f: FlatField, t: float, y: torch.Tensor, h: float,
+                 state: RosenbrockState) -> tuple[torch.Tensor, Jac]:
+        """``(f(t, y), (J, df/dt))`` at the state's point, evaluated on the first attempt from
+        it and kept in ``state`` for the attempts after a rejection."""
         if state.f0 is None:
             state.f0 = f(t, y)
         if state.jac is None:
             state.jac = state.jacobian(t, y, h, state.f0.requires_grad)
             state.stats.n_jac += 1
-        ks, y1 = rosenbrock_step(f, self.cr, t, y, h, state.jac, state.f0, state.eye)
+        return state.f0, state.jac
+
+    @staticmethod
+    def next_state(state: RosenbrockState, f0: torch.Tensor | None = None) -> RosenbrockState:
+        """The state at the end of an accepted step (``f0`` there when known)."""
+        return RosenbrockState(f0, None, state.jacobian, state.eye, state.stats)
+
+    def prepare_dense(self, f: FlatField, info: RosenbrockInfo) -> None:
+        """Nothing: the continuous extensions need only the step's stages."""
+
+    def start_slope(self, info: RosenbrockInfo) -> torch.Tensor:
+        return info.f0
+
+
+class Rosenbrock(LinearlyImplicit):
+    """A Rosenbrock tableau as a :class:`~odebench.solvers.method.Method`."""
+
+    def __init__(self, cr: CompiledRosenbrock):
+        self.cr = cr
+        self.name, self.order, self.error_order = cr.tab.name, cr.tab.order, cr.tab.error_order
+
+    def step(self, f: FlatField, t: float, y: torch.Tensor, h: float, state: RosenbrockState,
+             need_next: bool = True) -> StepResult:
+        f0, jac = self.at_point(f, t, y, h, state)
+        ks, y1 = rosenbrock_step(f, self.cr, t, y, h, jac, f0, state.eye)
         state.stats.n_lu += 1
-        return StepResult(y1=y1, dense_info=RosenbrockInfo(y, ks, state.f0),
-                          state=RosenbrockState(None, None, state.jacobian, state.eye,
-                                                state.stats))
+        return StepResult(y1=y1, dense_info=RosenbrockInfo(y, ks, f0),
+                          state=self.next_state(state))
 
     def error(self, info: RosenbrockInfo, n: int) -> tuple[torch.Tensor, None]:
         """``sum_i e_i k_i`` in the first ``n`` entries (an increment: scale None, i.e. 1)."""
         return torch.mv(torch.stack([k[:n] for k in info.ks], dim=1), self.cr.e), None
 
-    def prepare_dense(self, f: FlatField, info: RosenbrockInfo) -> None:
-        """Nothing: the continuous extension needs only the step's stages."""
-
     def dense(self, info: RosenbrockInfo, thetas: list[float]) -> torch.Tensor:
         return rosenbrock_dense(self.cr, info.y, info.ks, thetas)
-
-    def start_slope(self, info: RosenbrockInfo) -> torch.Tensor:
-        return info.f0

@@ -21,15 +21,13 @@ evaluated once per step point and reused by rejected attempts, as for the Rodas 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from odebench.solution import Stats
 from odebench.solvers.func import FlatField
 from odebench.solvers.method import StepResult
-from odebench.solvers.rosenbrock import Jacobian, RosenbrockState
+from odebench.solvers.rosenbrock import LinearlyImplicit, RosenbrockState
 
 D = 1.0 / (2.0 + math.sqrt(2.0))
 E32 = 6.0 + math.sqrt(2.0)
@@ -46,32 +44,16 @@ class R23Info:
     f0: torch.Tensor
 
 
-class Rosenbrock23:
+class Rosenbrock23(LinearlyImplicit):
     """The ode23s triple (module docstring) as a :class:`~odebench.solvers.method.Method`."""
 
     name = "rosenbrock23"
     order = 2
     error_order = 2
-    implicit = True
-    adaptive = True
-    has_dense = True
-
-    def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
-             keeps_stages: bool, jac: Callable | None = None) -> RosenbrockState:
-        eye = torch.eye(y0.numel(), dtype=y0.dtype, device=y0.device)
-        return RosenbrockState(f(t0, y0), None, Jacobian(f, jac), eye, stats)
-
-    def slope(self, state: RosenbrockState) -> torch.Tensor:
-        return state.f0
 
     def step(self, f: FlatField, t: float, y: torch.Tensor, h: float, state: RosenbrockState,
              need_next: bool = True) -> StepResult:
-        f0 = state.f0 if state.f0 is not None else f(t, y)
-        state.f0 = f0
-        if state.jac is None:
-            state.jac = state.jacobian(t, y, h, f0.requires_grad)
-            state.stats.n_jac += 1
-        dfdy, dfdt = state.jac
+        f0, (dfdy, dfdt) = self.at_point(f, t, y, h, state)
         lu, pivots, _ = torch.linalg.lu_factor_ex(state.eye - (h * D) * dfdy)
         state.stats.n_lu += 1
 
@@ -89,23 +71,15 @@ class Rosenbrock23:
         rhs = f2 - E32 * (k2 - f1) - 2.0 * (k1 - f0)
         k3 = solve(rhs if hdt is None else rhs + hdt)
         return StepResult(y1=y1, dense_info=R23Info(y, h, [k1, k2, k3], f0),
-                          state=RosenbrockState(f2, None, state.jacobian, state.eye,
-                                                state.stats))
+                          state=self.next_state(state, f2))
 
     def error(self, info: R23Info, n: int) -> tuple[torch.Tensor, float]:
         """``(k1 - 2 k2 + k3) / 6`` in the first ``n`` entries, and |h|."""
         k1, k2, k3 = (k[:n] for k in info.ks)
         return (k1 - 2.0 * k2 + k3).div_(6.0), abs(info.h)
 
-    def prepare_dense(self, f: FlatField, info: R23Info) -> None:
-        """Nothing: the interpolant needs only k1 and k2."""
-
     def dense(self, info: R23Info, thetas: list[float]) -> torch.Tensor:
         th = torch.as_tensor(thetas, dtype=info.y.dtype, device=info.y.device).unsqueeze(1)
         w1 = th * (1 - th) / (1 - 2 * D)
         w2 = th * (th - 2 * D) / (1 - 2 * D)
-        k1, k2 = info.ks[0], info.ks[1]
-        return info.y + info.h * (w1 * k1 + w2 * k2)
-
-    def start_slope(self, info: R23Info) -> torch.Tensor:
-        return info.f0
+        return info.y + info.h * (w1 * info.ks[0] + w2 * info.ks[1])
