@@ -415,3 +415,16 @@ def bench_compare(session: nox.Session) -> None:
     if problems:
         session.error("; ".join(problems) + f" (details: {COMPARE_MD.relative_to(ROOT)})")
     session.log(f"gate passed: no benchmark more than {OVER} worse than {args.base}")
+
+
+@nox.session(python=False)
+def microbench(session: nox.Session) -> None:
+    """pytest-benchmark micro-benchmarks of the solver core (tests/bench_solvers.py): saves the
+    run as JSON under .benchmarks/ and compares it with the previous saved run, if any."""
+    store = ROOT / ".benchmarks"
+    previous = sorted(store.rglob("*.json")) if store.exists() else []
+    compare = ["--benchmark-compare", "--benchmark-compare-fail=mean:25%"] if previous else []
+    session.run(PY, "-m", "pytest", "-p", "no:cacheprovider", "tests/bench_solvers.py", "-m", "",
+                "--benchmark-enable", "--benchmark-autosave", "--benchmark-min-rounds=20",
+                *compare, *session.posargs,
+                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})

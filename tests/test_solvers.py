@@ -277,3 +277,59 @@ def test_buffered_stages_refuse_a_later_wrong_output(bad: str):
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
     with torch.no_grad(), pytest.raises(InvalidInputError, match=bad):
         odebench.odeint(field, torch.ones(3, dtype=torch.float64), t)
+
+
+@pytest.mark.parametrize("method", ["bosh3", "dopri5", "tsit5"])
+def test_checkpointed_replay_skips_the_unused_fsal_stage(method: str):
+    """With checkpoint_every=1 each replayed step is one segment: its FSAL stage f(t + h, y1)
+    would serve no one (the next segment starts from its own f(t, y)), so the backward pass
+    evaluates s - 1 stages per step, not s, and the gradient equals backprop's."""
+    w = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    grads, stats = {}, {}
+    for gradient in ("backprop", "checkpointed"):
+        y0 = torch.tensor([0.5, 0.2], dtype=torch.float64, requires_grad=True)
+        sol = odebench.solve(logistic, y0, torch.tensor([0.0, 2.0], dtype=torch.float64),
+                             method=method, rtol=1e-6, atol=1e-8, gradient=gradient,
+                             options={"checkpoint_every": 1})
+        (grads[gradient],) = torch.autograd.grad((sol.ys[-1] * w).sum(), [y0])
+        stats[gradient] = sol.stats
+    stages = scheme(method, torch.float64, torch.device("cpu")).compiled.tab.stages
+    assert stats["checkpointed"].nfe_backward == (stages - 1) * stats["checkpointed"].n_steps
+    torch.testing.assert_close(grads["checkpointed"], grads["backprop"], rtol=1e-12, atol=0)
+
+
+def test_error_norm_by_parts():
+    """The per-part norm is the max of the parts' own scaled RMS norms, never below the norm of
+    the whole (whose square is the parts' size-weighted mean square); a seminorm measures only
+    the first n entries."""
+    from odebench.solvers import ErrorNorm
+
+    gen = torch.Generator().manual_seed(0)
+    err = torch.randn(10, generator=gen, dtype=torch.float64)
+    err[:3] *= 100.0
+    ay, ay1 = torch.rand(10, generator=gen, dtype=torch.float64), torch.zeros(10,
+                                                                                dtype=torch.float64)
+    whole = ErrorNorm(1e-3, 1e-6, 10).ratio(err.clone(), 0.1, ay, ay1)
+    parts = ErrorNorm(1e-3, 1e-6, 10, (3, 7)).ratio(err.clone(), 0.1, ay, ay1)
+    first = ErrorNorm(1e-3, 1e-6, 3).ratio(err[:3].clone(), 0.1, ay[:3], ay1[:3])
+    rest = ErrorNorm(1e-3, 1e-6, 7).ratio(err[3:].clone(), 0.1, ay[3:], ay1[3:])
+    assert parts == pytest.approx(max(first, rest), rel=1e-14)
+    assert parts > whole
+
+
+def test_adjoint_norm_option():
+    """options={"adjoint_norm": "per_part"} changes the backward steps of backsolve, not the
+    forward ones; an unknown value is refused."""
+    t = torch.linspace(0.0, 10.0, 11, dtype=torch.float64)
+    stats = {}
+    for norm in ("mixed", "per_part"):
+        y0 = torch.tensor([0.5, 0.2], dtype=torch.float64, requires_grad=True)
+        sol = odebench.solve(logistic, y0, t, rtol=1e-6, atol=1e-8, gradient="backsolve",
+                             options={"adjoint_norm": norm})
+        sol.ys.sum().backward()
+        stats[norm] = sol.stats
+    assert stats["mixed"].n_steps == stats["per_part"].n_steps
+    assert stats["mixed"].nfe_backward != stats["per_part"].nfe_backward
+    with pytest.raises(odebench.InvalidInputError, match="adjoint_norm"):
+        odebench.solve(logistic, torch.ones(1, dtype=torch.float64), t,
+                       options={"adjoint_norm": "max"})

@@ -402,3 +402,79 @@ def test_projected_cost_of_a_budget_stop():
     assert 1e5 < measured.extra["projected_steps"] < 1e6
     assert measured.extra["projected_nfe"] > 1e6
     assert projected_cost(0.0, 10, 0.0, 1.0, 10) is None
+
+
+# --- rosenbrock23 (the ode23s triple, a Method class rather than a tableau) ----------------
+
+
+def test_rosenbrock23_convergence_order():
+    """Fixed steps on the logistic problem: log-log slope within 0.2 of 2 (Shampine & Reichelt
+    1997, Sec. 4.1)."""
+    hs, errs = [], []
+    for n in (16, 32, 64, 128):
+        t = torch.linspace(0, 4.0, n + 1, dtype=F64)
+        ys = odebench.odeint(logistic, torch.tensor([0.5], dtype=F64), t, method="rosenbrock23",
+                             options={"step_size": 4.0 / n})
+        hs.append(4.0 / n)
+        errs.append(float((ys[:, 0] - 1 / (1 + torch.exp(-torch.sin(t)))).abs().max()))
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert abs(slope - 2) < 0.2, (slope, errs)
+    assert "rosenbrock23" in odebench.STIFF_METHODS and scheme("rosenbrock23", F64, CPU).implicit
+
+
+def test_rosenbrock23_solves_stiff_and_counts():
+    """Prothero-Robinson (lambda 1e6) at rtol 1e-3: bounded steps, the end value to 1e-4, one
+    Jacobian per accepted step and one LU per attempt, two new evaluations per attempt (FSAL)."""
+    t = torch.tensor([0.0, 10.0], dtype=F64)
+    sol = odebench.solve(prothero_robinson, torch.zeros(1, dtype=F64), t, method="rosenbrock23",
+                         rtol=1e-3, atol=1e-9)
+    st = sol.stats
+    assert st.n_steps < 1000
+    assert abs(float(sol.ys[-1, 0]) - math.cos(10.0)) < 1e-4
+    assert st.n_jac == st.n_steps and st.n_lu == st.n_steps + st.n_rejected
+    assert st.nfe == 2 * (st.n_steps + st.n_rejected) + 2  # + f(t0, y0) and the initial-step probe
+
+
+@pytest.mark.parametrize("gradient", ["checkpointed", "interpolated"])
+def test_rosenbrock23_gradients_match_backprop(gradient: str):
+    """dL/dy0 through rosenbrock23 by checkpointed replay (the exact discrete gradient: equal to
+    backprop's) and by the interpolated adjoint (a continuous one: close)."""
+    t = torch.linspace(0.0, 2.0, 5, dtype=F64)
+    grads = {}
+    for g in ("backprop", gradient):
+        y0 = torch.tensor([0.5, 0.3], dtype=F64, requires_grad=True)
+        sol = odebench.solve(logistic, y0, t, method="rosenbrock23", rtol=1e-7, atol=1e-9,
+                             gradient=g, options={"checkpoint_every": 2})
+        (grads[g],) = torch.autograd.grad(sol.ys.sum(), [y0])
+    tol = 1e-12 if gradient == "checkpointed" else 1e-4
+    torch.testing.assert_close(grads[gradient], grads["backprop"], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("method", ["rodas5p", "rosenbrock23"])
+def test_user_jacobian(method: str):
+    """options={"jac": fn}: the user's df/dy replaces the autograd Jacobian (df/dt by central
+    differences: two more evaluations per Jacobian); the solution agrees with the autograd one to
+    the tolerance, the gradient through checkpointed equals backprop's, and a wrong size or a
+    non-callable is refused."""
+    def jac(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.diag(torch.cos(t) * (1 - 2 * y))
+
+    t = torch.linspace(0.0, 3.0, 4, dtype=F64)
+    y0 = torch.tensor([0.5, 0.2], dtype=F64)
+    ref = odebench.solve(logistic, y0, t, method=method, rtol=1e-8, atol=1e-10)
+    sol = odebench.solve(logistic, y0, t, method=method, rtol=1e-8, atol=1e-10,
+                         options={"jac": jac})
+    torch.testing.assert_close(sol.ys, ref.ys, rtol=1e-6, atol=1e-8)
+    assert sol.stats.n_steps == ref.stats.n_steps
+    assert sol.stats.nfe == ref.stats.nfe + 2 * sol.stats.n_jac
+    grads = {}
+    for gradient in ("backprop", "checkpointed"):
+        yy = y0.clone().requires_grad_(True)
+        out = odebench.solve(logistic, yy, t, method=method, rtol=1e-8, atol=1e-10,
+                             gradient=gradient, options={"jac": jac})
+        (grads[gradient],) = torch.autograd.grad(out.ys.sum(), [yy])
+    torch.testing.assert_close(grads["checkpointed"], grads["backprop"], rtol=1e-10, atol=0)
+    with pytest.raises(odebench.InvalidInputError, match="4x4|2x2"):
+        odebench.solve(logistic, y0, t, method=method, options={"jac": lambda t, y: y})
+    with pytest.raises(odebench.InvalidInputError, match="callable"):
+        odebench.solve(logistic, y0, t, method=method, options={"jac": 3})

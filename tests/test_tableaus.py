@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from math import prod
 
@@ -105,3 +106,26 @@ def test_dense_output_order_conditions(name: str):
         worst = max(abs(w @ g(t, a) - theta ** size(t) / gamma(t))
                     for p in range(1, DENSE_ORDER[name] + 1) for t in trees(p))
         assert worst < 1e-11, (theta, worst)
+
+
+def test_registry_names_every_table_and_class_once():
+    """The method names of the registry are exactly the tables and method classes that exist,
+    each registered once, and every tableau's name is its key."""
+    from odebench.solvers import METHOD_CLASSES
+    from odebench.solvers.registry import EXPLICIT_METHODS, METHODS, STIFF_METHODS
+    from odebench.solvers.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
+
+    assert len(set(METHODS)) == len(METHODS)
+    assert set(EXPLICIT_METHODS) == set(TABLEAUS)
+    assert set(STIFF_METHODS) == set(ROSENBROCK_TABLEAUS) | set(METHOD_CLASSES)
+    assert all(t.name == k for k, t in {**TABLEAUS, **ROSENBROCK_TABLEAUS}.items())
+
+
+def test_tableau_refuses_an_inconsistent_table():
+    """Row sums of a must equal c, and FSAL is derived from the table, not declared."""
+    good = TABLEAUS["bosh3"]
+    with pytest.raises(ValueError, match="row sums"):
+        dataclasses.replace(good, c=good.c + np.array([0.0, 0.1, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="shape"):
+        dataclasses.replace(good, b=good.b[:3])
+    assert good.fsal and not TABLEAUS["rk4"].fsal

@@ -70,6 +70,9 @@ class _Backsolve(torch.autograd.Function):
             sch = scheme(call.opts.adjoint_method, call.y0.dtype, call.y0.device)
         rtol, atol = call.adjoint_tolerances()
         norm_numel = 2 * n if call.opts.seminorm else None
+        parts = None
+        if call.opts.adjoint_norm == "per_part":
+            parts = (n, n) if call.opts.seminorm or n_aug == 2 * n else (n, n, n_aug - 2 * n)
         z = torch.cat([ys_flat[-1], grad_flat[-1], ys.new_zeros(n_aug - 2 * n)])
         h = ctx.h_last
         back = Stats()
@@ -79,7 +82,7 @@ class _Backsolve(torch.autograd.Function):
             for i in range(len(call.ts) - 1, 0, -1):
                 seg = integrate(sch, af, z, [call.ts[i], call.ts[i - 1]], back, call.opts,
                                 rtol, atol, budget - back.n_steps - back.n_rejected,
-                                first_step=h, norm_numel=norm_numel)
+                                first_step=h, norm_numel=norm_numel, norm_parts=parts)
                 h = seg.h_next
                 z = seg.ys[-1]
                 y_part = anchored_state(ys_flat, i - 1, z[:n], call.opts.reanchor)

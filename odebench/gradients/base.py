@@ -70,7 +70,7 @@ class OdeCall:
         ever hold the caller's tensor."""
         return integrate(self.scheme, f, y0.clone(), self.ts, stats, self.opts, self.rtol,
                          self.atol, self.opts.max_num_steps, observer=observer,
-                         dense_stages=dense_stages)
+                         dense_stages=dense_stages, jac=self.opts.jac)
 
     def versions(self) -> list[int]:
         """Version counters of ``y0`` and the parameters, recorded by an adjoint's forward."""

@@ -15,32 +15,25 @@ import torch
 from odebench.gradients.base import OdeCall, stack_outputs
 from odebench.solution import Stats
 from odebench.solvers import FlatField
-from odebench.solvers.explicit import dense_eval, extra_stages, rk_stages
 from odebench.solvers.loop import StepRecord
-from odebench.solvers.rosenbrock import rosenbrock_replay
 
 
 def _replay(call: OdeCall, f: FlatField, records: list[StepRecord], y: torch.Tensor,
             outputs: dict[int, torch.Tensor]) -> torch.Tensor:
     """Recompute ``records``' steps from ``y`` under autograd; fills ``outputs`` by output index
-    and returns the state after the last step."""
-    if call.scheme.implicit:
-        return rosenbrock_replay(f, call.scheme.compiled, records, y, outputs)
-    ct = call.scheme.compiled
-    tab = ct.tab
-    k0 = None
-    for r in records:
-        if k0 is None or not tab.fsal:
-            k0 = f(r.t, y)
-        ks, y1 = rk_stages(f, ct, r.t, y, r.h, k0)
+    and returns the state after the last step. The last step serves no next one: work only the
+    next step needs (an FSAL stage) is skipped unless its dense output uses it."""
+    method = call.scheme.method
+    state = method.init(f, records[0].t, y, Stats(), keeps_stages=True, jac=call.opts.jac)
+    for i, r in enumerate(records):
+        res = method.step(f, r.t, y, r.h, state, need_next=i + 1 < len(records) or bool(r.thetas))
         if r.thetas:
-            ks_dense = extra_stages(f, ct, r.t, y, r.h, ks) if tab.dense.shape[0] > tab.stages \
-                else ks
-            for j, out in enumerate(dense_eval(ct, y, r.h, ks_dense, r.thetas).unbind(0)):
+            method.prepare_dense(f, res.dense_info)
+            for j, out in enumerate(method.dense(res.dense_info, r.thetas).unbind(0)):
                 outputs[r.out_first + j] = out
         if r.exact:
-            outputs[r.out_first + len(r.thetas)] = y1
-        y, k0 = y1, ks[-1]
+            outputs[r.out_first + len(r.thetas)] = res.y1
+        y, state = res.y1, res.state
     return y
 
 

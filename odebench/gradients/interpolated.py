@@ -69,6 +69,8 @@ class _Interpolated(torch.autograd.Function):
             sch = scheme(call.opts.adjoint_method, call.y0.dtype, call.y0.device)
         rtol, atol = call.adjoint_tolerances()
         z = torch.cat([grad_flat[-1], ys.new_zeros(n_aug - n)])
+        parts = ((n, n_aug - n) if call.opts.adjoint_norm == "per_part" and n_aug > n
+                 else None)
         h = ctx.h_last
         back = Stats()
         budget = call.backward_budget()
@@ -77,7 +79,7 @@ class _Interpolated(torch.autograd.Function):
             for i in range(len(call.ts) - 1, 0, -1):
                 seg = integrate(sch, af, z, [call.ts[i], call.ts[i - 1]], back, call.opts,
                                 rtol, atol, budget - back.n_steps - back.n_rejected,
-                                first_step=h)
+                                first_step=h, norm_parts=parts)
                 h = seg.h_next
                 z = seg.ys[-1]
                 z = torch.cat([add_jump(z[:n], grad_flat[i - 1]), z[n:]])

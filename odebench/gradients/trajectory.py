@@ -7,9 +7,7 @@ import bisect
 import torch
 
 from odebench.solvers import Scheme
-from odebench.solvers.explicit import dense_eval
 from odebench.solvers.loop import StepRecord
-from odebench.solvers.rosenbrock import rosenbrock_dense
 
 
 class Trajectory:
@@ -34,15 +32,15 @@ class Trajectory:
         i = self.step_index(t)
         r = self.records[i]
         theta = (t - r.t) / r.h
-        if self.sch.implicit:
-            return rosenbrock_dense(self.sch.compiled, r.y, r.ks, [theta])[0]
-        if self.sch.has_dense:
-            return dense_eval(self.sch.compiled, r.y, r.h, r.ks, [theta])[0]
+        method = self.sch.method
+        if method.has_dense:
+            return method.dense(r.dense_info, [theta])[0]
         if i + 1 < len(self.records):
-            y1, f1 = self.records[i + 1].y, self.records[i + 1].ks[0]
+            nxt = self.records[i + 1]
+            y1, f1 = nxt.y, method.start_slope(nxt.dense_info)
         else:
             y1, f1 = self.y_end, self.f_end
-        return hermite(r.y, y1, r.ks[0], f1, r.h, theta)
+        return hermite(r.y, y1, method.start_slope(r.dense_info), f1, r.h, theta)
 
     def nbytes(self) -> int:
         """Bytes kept: states and stages of every step."""

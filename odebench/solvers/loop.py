@@ -1,21 +1,25 @@
-"""Bookkeeping shared by every step loop (explicit and implicit, fixed and adaptive).
-
-Outputs collected so far, the step budget, step-size underflow, the output times a step passes,
-and the failures that carry the partial solution reached (:class:`PartialSolution`).
+"""The one integration loop, :func:`integrate`, that runs every method (explicit and implicit,
+fixed and adaptive), and its bookkeeping (:class:`StepLoop`): outputs collected so far, the step
+budget, step-size underflow, the output times a step passes, and the failures that carry the
+partial solution reached (:class:`PartialSolution`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from odebench.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from odebench.solution import PartialSolution, Stats
-from odebench.solvers.control import PIController
+from odebench.solvers.control import Controller, PIController, fixed_steps
 from odebench.solvers.func import FlatField, all_finite
+from odebench.solvers.method import Method
+from odebench.solvers.norm import ErrorNorm
 
 
 @dataclass
@@ -25,7 +29,8 @@ class StepRecord:
     Attributes:
         t, h: start and signed size of the step (time units).
         y: flat state at ``t``, shape [N].
-        ks: the stages (extra dense stages included when computed), each [N].
+        dense_info: the method's data for :meth:`Method.dense` (its stages, extra dense stages
+            included when computed), or None once dropped.
         out_first: index (into the output times) of the first output inside (t, t+h].
         thetas: fractions of ``h`` of the off-grid outputs in the step, in order.
         exact: whether the step ends exactly on an output time (it is the last output of the step).
@@ -34,10 +39,21 @@ class StepRecord:
     t: float
     h: float
     y: torch.Tensor
-    ks: list[torch.Tensor] | None = None
+    dense_info: Any = None
     out_first: int = 0
     thetas: list[float] = field(default_factory=list)
     exact: bool = False
+
+    @property
+    def ks(self) -> list[torch.Tensor] | None:
+        """The step's stages, each [N] (None when dropped); setting None drops the dense data."""
+        return None if self.dense_info is None else self.dense_info.ks
+
+    @ks.setter
+    def ks(self, value: None) -> None:
+        if value is not None:
+            raise ValueError("StepRecord.ks can only be dropped (set to None)")
+        self.dense_info = None
 
 
 @dataclass
@@ -49,28 +65,6 @@ class Integration:
 
 
 Observer = Callable[[StepRecord], None]
-
-
-def fixed_steps(t_start: float, t_stop: float,
-                step_size: float | None) -> Iterator[tuple[float, float, bool]]:
-    """The steps ``(t, h, lands)`` of a fixed-step march over one output interval: steps of
-    ``step_size`` (one step for the whole interval when None), the last full one snapped onto
-    ``t_stop`` when within 1e-12 of the interval, else a shorter step to land there; ``lands``
-    marks the step that ends on ``t_stop``."""
-    span = t_stop - t_start
-    if step_size is None:
-        yield t_start, span, True
-        return
-    h = math.copysign(step_size, span)
-    n_full = int(math.floor(abs(span) / step_size * (1 + 1e-12)))
-    t = t_start
-    for i in range(n_full):
-        snap = i == n_full - 1 and abs(t + h - t_stop) <= 1e-12 * abs(span)
-        t_next = t_stop if snap else t + h
-        yield t, t_next - t, snap
-        t = t_next
-    if t != t_stop:
-        yield t, t_stop - t, True
 
 
 class StepLoop:
@@ -148,12 +142,16 @@ class StepLoop:
             partial=self.partial(t, direction * h_abs),
         )
 
-    def reject(self, t: float, h: float, err: float, controller: PIController) -> float:
+    def reject(self, t: float, h: float, err: float,
+               controller: PIController | None = None) -> float:
         """Count a rejected step of signed size ``h`` with error ratio ``err``; returns the next
-        |h|. After 30 consecutive non-finite error estimates: NonFiniteError."""
+        |h| by ``controller`` (a loop of its own), else |h| times the smallest factor (the one
+        loop's controller object adapts |h| itself). After 30 consecutive non-finite error
+        estimates: NonFiniteError."""
         self.stats.n_rejected += 1
         self.nonfinite_streak = self.nonfinite_streak + 1 if not math.isfinite(err) else 0
-        h_abs = abs(h) * controller.reject_factor(err)
+        h_abs = abs(h) * (controller.reject_factor(err) if controller is not None
+                          else PIController.min_factor)
         if self.nonfinite_streak >= 30:
             raise NonFiniteError(
                 f"the state became non-finite at t={t:.10g} with method '{self.method}'; "
@@ -194,3 +192,72 @@ class StepLoop:
             f"output time t={self.ts[bad]:.6g} (step size {abs(h):.3g}); reduce step_size",
             partial=self.partial(self.ts[bad - 1], h),
         )
+
+
+def integrate(method: Method, f: FlatField, y0: torch.Tensor, ts: list[float],
+              controller: Controller, norm: ErrorNorm, budget: int, stats: Stats,
+              observer: Observer | None = None, dense_stages: bool = False,
+              jac: Callable | None = None) -> Integration:
+    """Integrate the flat field ``f`` [N] -> [N] with ``method`` from ``y0`` through the output
+    times ``ts`` (strictly monotone Python floats; ``ts[0]`` is the start).
+
+    The controller proposes each step; adaptive steps are accepted when ``norm``'s error ratio
+    is <= 1 (``norm.n`` first entries measured) and the off-grid outputs come from the method's
+    dense output; fixed steps land on every output time and are checked for non-finite values at
+    the end. ``budget`` bounds the attempted steps; ``observer`` gets every accepted step;
+    ``dense_stages``: evaluate what the dense output needs for every accepted step (for an
+    observer that interpolates later), not only for steps with an output inside; ``jac``: the
+    user's df/dy for implicit methods. ``stats`` is updated in place.
+    """
+    loop = StepLoop(f, ts, y0, stats, budget, method.name, implicit=method.implicit)
+    state = method.init(f, ts[0], y0, stats, keeps_stages=observer is not None, jac=jac)
+    controller.init(f, ts[0], y0, method.slope(state), method.error_order, ts)
+    checked = method.adaptive and not controller.fixed
+    direction = 1.0 if ts[-1] > ts[0] else -1.0
+    n = norm.n
+    whole = n == y0.numel()
+    # one reusable context for the per-step error estimate (nothing to switch off when the
+    # solve records no graph)
+    quiet = torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext()
+    complete = dense_stages and observer is not None
+    t, y = ts[0], y0
+    if checked:
+        with quiet:
+            ay = (y if whole else y[:n]).abs()
+    err = 0.0
+    while not loop.done:
+        if checked:
+            loop.check_underflow(t, controller.h_next, direction)
+        h, t_new = controller.propose(t)
+        loop.budget(t, h)
+        res = method.step(f, t, y, h, state)
+        if checked:
+            with quiet:
+                ay1 = (res.y1 if whole else res.y1[:n]).abs()
+                err = norm.ratio(*method.error(res.dense_info, n), ay, ay1)
+            if not err <= 1.0:
+                loop.reject(t, h, err)
+                controller.adapt(False, err, h)
+                continue
+        out_first, thetas, exact = loop.accept(t, h, t_new)
+        if thetas or complete:
+            method.prepare_dense(f, res.dense_info)
+        if thetas:
+            loop.outputs.extend(method.dense(res.dense_info, thetas).unbind(0))
+        if exact:
+            loop.outputs.append(res.y1)
+        if observer is not None:
+            observer(StepRecord(t=t, h=h, y=y, dense_info=res.dense_info, out_first=out_first,
+                                thetas=thetas, exact=exact))
+        controller.adapt(True, err, h)
+        t, y, state = t_new, res.y1, res.state
+        if checked:
+            ay = ay1
+    if controller.fixed:
+        loop.check_finite_fixed(controller.h_next)
+    stats.nfe = f.nfe
+    return Integration(ys=loop.outputs, h_next=controller.h_next)
+
+
+# fixed_steps lives in control.py now; re-exported for loops outside the package
+__all__ = ["Integration", "Observer", "StepLoop", "StepRecord", "fixed_steps", "integrate"]

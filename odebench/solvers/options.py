@@ -6,6 +6,7 @@ import math
 import numbers
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -49,6 +50,15 @@ class SolverOptions:
             default the state's. The step grid itself is always computed in float64.
         stiffness_check: explicit adaptive methods: stop early with MaxStepsExceededError when
             the problem is found stiff and the budget would run out (:mod:`odebench.stiffness`).
+        adjoint_norm: error norm of the adjoints' backward systems: "mixed" (default), one RMS
+            norm over the whole augmented state; "per_part", the max of the RMS norms of its
+            parts ([y, a, dL/dp] for backsolve, [a, dL/dp] for interpolated), as torchdiffeq's
+            adjoint measures them (with ``seminorm`` the dL/dp part is left out either way).
+        jac: stiff methods: ``jac(t, y) -> df/dy`` of the user's field (``t`` a 0-d tensor, ``y``
+            of the state's shape; the result [N, N] or of shape ``(*y.shape, *y.shape)``, N =
+            numel(y)), instead of the autograd Jacobian; df/dt by central differences in t (two
+            evaluations of ``f`` per Jacobian, counted in nfe). Forward solves and the
+            ``checkpointed`` replay use it; the adjoints' backward systems do not.
     """
 
     step_size: float | None = None
@@ -67,6 +77,8 @@ class SolverOptions:
     perturb: bool = False
     dtype: torch.dtype | None = None
     stiffness_check: bool = True
+    adjoint_norm: str = "mixed"
+    jac: Callable[[Any, Any], Any] | None = None
 
     @classmethod
     def parse(cls, options: dict[str, Any] | None) -> SolverOptions:
@@ -104,6 +116,12 @@ class SolverOptions:
             value = getattr(opts, name)
             if value is not None and value < 1:
                 raise InvalidInputError(f"options['{name}'] must be a positive integer, got {value}")
+        if opts.adjoint_norm not in ("mixed", "per_part"):
+            raise InvalidInputError(
+                f"options['adjoint_norm'] must be 'mixed' or 'per_part', got {opts.adjoint_norm!r}")
+        if opts.jac is not None and not callable(opts.jac):
+            raise InvalidInputError(
+                f"options['jac'] must be callable jac(t, y) -> df/dy, got {type(opts.jac).__name__}")
         return opts
 
 

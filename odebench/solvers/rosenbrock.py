@@ -1,4 +1,6 @@
-"""One loop for every Rosenbrock (Rodas-type) tableau: linearly implicit, for stiff problems.
+"""Every Rosenbrock (Rodas-type) tableau as one :class:`~odebench.solvers.method.Method`,
+:class:`Rosenbrock`: linearly implicit, for stiff problems; the one loop
+(:func:`odebench.solvers.loop.integrate`) runs it.
 
 Each step solves ``s`` linear systems with the matrix ``W = I / (h gamma) - J``, one LU
 factorisation per attempted step (``torch.linalg.lu_factor_ex`` / ``lu_solve``), in the transformed
@@ -29,16 +31,16 @@ differences: 2N + 2 evaluations of ``f`` per Jacobian, counted in ``stats.nfe``.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.func import jacrev
 
+from odebench.errors import InvalidInputError
 from odebench.solution import Stats
-from odebench.solvers.control import PIController, initial_step
 from odebench.solvers.func import FlatField
-from odebench.solvers.loop import Integration, Observer, StepLoop, StepRecord, fixed_steps
-from odebench.solvers.options import SolverOptions
+from odebench.solvers.method import StepResult
 from odebench.solvers.rosenbrock_tableaus import RosenbrockTableau
 
 # (J [N, N], df/dt [N] or None for a field that does not depend on t).
@@ -80,14 +82,17 @@ class Jacobian:
     Python float) get central differences from the first failure on.
     """
 
-    def __init__(self, f: FlatField):
+    def __init__(self, f: FlatField, user: Callable | None = None):
         self.f = f
         self.exact = not f.pass_float_time
+        self.user = user
 
     def __call__(self, t: float, y: torch.Tensor, h: float, record: bool) -> Jac:
         """Evaluate at ``(t, y)``; ``h`` (time units) scales the finite-difference time step;
         ``record``: whether autograd records the field's evaluations (``f(t, y).requires_grad``).
         """
+        if self.user is not None:
+            return self._user(t, y, h)
         if self.exact:
             try:
                 return self._jacrev(t, y) if record else self._batched(t, y)
@@ -114,6 +119,23 @@ class Jacobian:
             raise RuntimeError("the field's output does not depend on y through autograd")
         return dfdy, dfdt
 
+    def _user(self, t: float, y: torch.Tensor, h: float) -> Jac:
+        """The user's ``jac(t, y)`` as [N, N] (refused when it has another size), df/dt by
+        central differences in t."""
+        f = self.f
+        n = y.numel()
+        dfdy = self.user(f.time(t), f.shaped(y))
+        if not isinstance(dfdy, torch.Tensor) or dfdy.numel() != n * n:
+            raise InvalidInputError(
+                f"options['jac'] must return df/dy with {n}x{n} entries (shape [N, N] or "
+                f"(*y.shape, *y.shape)) at t={t:.6g}, got "
+                + (f"shape {tuple(dfdy.shape)}" if isinstance(dfdy, torch.Tensor)
+                   else type(dfdy).__name__))
+        dt = torch.finfo(y.dtype).eps ** (1.0 / 3.0) * max(abs(h), abs(t), 1e-300)
+        t_hi, t_lo = t + dt, t - dt
+        dfdt = (f(t_hi, y) - f(t_lo, y)) / (t_hi - t_lo)
+        return dfdy.reshape(n, n).to(y), dfdt
+
     def _central(self, t: float, y: torch.Tensor, h: float) -> Jac:
         """Central differences, step ``eps^(1/3) * max(|y_j|, 1e-3 max|y|)`` per column and
         ``eps^(1/3) |h|`` in time."""
@@ -133,15 +155,16 @@ class Jacobian:
 
 
 def rosenbrock_step(f: FlatField, cr: CompiledRosenbrock, t: float, y: torch.Tensor, h: float,
-                    jac: Jac, f0: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+                    jac: Jac, f0: torch.Tensor,
+                    eye: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """One step from ``(t, y)`` of signed size ``h``. Returns (stages [s tensors of shape [N]],
     y1 [N]).
 
-    ``jac = (J, df/dt)`` at ``(t, y)``; ``f0 = f(t, y)``. Every operation is out-of-place.
+    ``jac = (J, df/dt)`` at ``(t, y)``; ``f0 = f(t, y)``; ``eye`` the identity [N, N] (built once
+    per solve). Every operation is out-of-place.
     """
     dfdy, dfdt = jac
-    n = y.numel()
-    w = torch.eye(n, dtype=y.dtype, device=y.device) / (h * cr.gamma) - dfdy
+    w = eye / (h * cr.gamma) - dfdy
     lu, pivots, _ = torch.linalg.lu_factor_ex(w)
     ks: list[torch.Tensor] = []
     for i in range(len(cr.c)):
@@ -170,125 +193,87 @@ def rosenbrock_dense(cr: CompiledRosenbrock, y: torch.Tensor, ks: list[torch.Ten
     return torch.addmm(out, th * (1 - th) * powers, coeffs)
 
 
-def rosenbrock_replay(f: FlatField, cr: CompiledRosenbrock, records: list[StepRecord],
-                      y: torch.Tensor, outputs: dict[int, torch.Tensor]) -> torch.Tensor:
-    """Recompute ``records``' steps from ``y`` (under whatever autograd mode is active), the
-    Jacobian included; fills ``outputs`` by output index and returns the state after the last
-    step (the ``checkpointed`` gradient's replay)."""
-    jacobian = Jacobian(f)
-    for r in records:
-        f0 = f(r.t, y)
-        ks, y1 = rosenbrock_step(f, cr, r.t, y, r.h, jacobian(r.t, y, r.h, f0.requires_grad), f0)
-        if r.thetas:
-            for j, out in enumerate(rosenbrock_dense(cr, y, ks, r.thetas).unbind(0)):
-                outputs[r.out_first + j] = out
-        if r.exact:
-            outputs[r.out_first + len(r.thetas)] = y1
-        y = y1
-    return y
+@dataclass(slots=True)
+class RosenbrockState:
+    """What a Rosenbrock solve carries: ``f0 = f(t, y)`` and ``jac = (J, df/dt)`` at the current
+    point (None until the first attempt from it evaluates them; rejected attempts reuse them),
+    the Jacobian evaluator, the identity [N, N] and the counters (``n_jac``, ``n_lu``)."""
+
+    f0: torch.Tensor | None
+    jac: Jac | None
+    jacobian: Jacobian
+    eye: torch.Tensor
+    stats: Stats
 
 
-def integrate_rosenbrock(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor, ts: list[float],
-                         rtol: float, atol: float, stats: Stats, opts: SolverOptions,
-                         max_steps: int, first_step: float | None = None,
-                         norm_numel: int | None = None,
-                         observer: Observer | None = None) -> Integration:
-    """Integrate through the output times ``ts`` (strictly monotone Python floats).
+@dataclass(slots=True)
+class RosenbrockInfo:
+    """One step's dense-output data: its start state ``y`` [N], stages ``ks`` (state units) and
+    ``f0 = f(t, y)``."""
 
-    Adaptive with the embedded estimate, the mixed norm
-    ``RMS(err / (atol + rtol * max(|y_n|, |y_n+1|)))`` over the first ``norm_numel`` entries and
-    the PI controller of the explicit loop; fixed steps of ``opts.step_size`` when it is set.
-    Output times inside a step come from the continuous extension (steps are never shortened for
-    them). ``observer`` gets every accepted step with its stages.
-    """
-    if opts.step_size is not None:
-        return _integrate_fixed(f, cr, y0, ts, opts.step_size, stats, max_steps, observer)
-    loop = StepLoop(f, ts, y0, stats, max_steps, cr.tab.name, implicit=True)
-    jacobian = Jacobian(f)
-    direction = 1.0 if ts[-1] > ts[0] else -1.0
-    t_end = ts[-1]
-    interval = abs(t_end - ts[0])
-    n = norm_numel if norm_numel is not None else y0.numel()
-    t, y = ts[0], y0
-    f0: torch.Tensor | None = f(t, y)
-    if first_step is None:
-        h_abs = initial_step(f, t, y, f0, cr.tab.error_order, rtol, atol, direction, interval,
-                             norm_numel)
-    else:
-        h_abs = first_step
-    h_abs = min(h_abs, opts.max_step, interval)
-    controller = PIController(k=cr.tab.error_order + 1)
-    with torch.no_grad():
-        ay = y[:n].abs()
-    jac: Jac | None = None
-    while not loop.done:
-        loop.check_underflow(t, h_abs, direction)
-        h = direction * h_abs
-        landing = direction * (t + h - t_end) >= 0
-        if landing:
-            h = t_end - t
-        loop.budget(t, h)
-        if f0 is None:
-            f0 = f(t, y)
-        if jac is None:
-            jac = jacobian(t, y, h, f0.requires_grad)
-            stats.n_jac += 1
-        ks, y1 = rosenbrock_step(f, cr, t, y, h, jac, f0)
-        stats.n_lu += 1
-        with torch.no_grad():
-            ay1 = y1[:n].abs()
-            err = _error_ratio(cr, ks, ay, ay1, rtol, atol, n)
-        if not err <= 1.0:
-            h_abs = loop.reject(t, h, err, controller)
-            continue
-        t_new = t_end if landing else t + h
-        out_first, thetas, exact = loop.accept(t, h, t_new)
-        if thetas:
-            loop.outputs.extend(rosenbrock_dense(cr, y, ks, thetas).unbind(0))
-        if exact:
-            loop.outputs.append(y1)
-        if observer is not None:
-            observer(StepRecord(t=t, h=h, y=y, ks=ks, out_first=out_first, thetas=thetas,
-                                exact=exact))
-        h_abs = min(abs(h) * controller.accept_factor(err), opts.max_step)
-        if landing:
-            h_abs = max(h_abs, abs(h))
-        t, y, ay, f0, jac = t_new, y1, ay1, None, None
-    stats.nfe = f.nfe
-    return Integration(ys=loop.outputs, h_next=h_abs)
+    y: torch.Tensor
+    ks: list[torch.Tensor]
+    f0: torch.Tensor
 
 
-def _integrate_fixed(f: FlatField, cr: CompiledRosenbrock, y0: torch.Tensor, ts: list[float],
-                     step_size: float, stats: Stats, max_steps: int,
-                     observer: Observer | None) -> Integration:
-    """Steps of ``step_size``; in each output interval the last step is shortened to land on the
-    output time (as the explicit fixed-step loop)."""
-    loop = StepLoop(f, ts, y0, stats, max_steps, cr.tab.name, implicit=True)
-    jacobian = Jacobian(f)
-    y = y0
-    h = 0.0
-    for t_start, t_stop in zip(ts[:-1], ts[1:], strict=True):
-        for t, h, lands in fixed_steps(t_start, t_stop, step_size):
-            loop.budget(t, h)
-            f0 = f(t, y)
-            ks, y1 = rosenbrock_step(f, cr, t, y, h, jacobian(t, y, h, f0.requires_grad), f0)
-            stats.n_jac += 1
-            stats.n_lu += 1
-            if observer is not None:
-                observer(StepRecord(t=t, h=h, y=y, ks=ks, out_first=len(loop.outputs),
-                                    exact=lands))
-            stats.n_steps += 1
-            y = y1
-        loop.outputs.append(y)
-    loop.check_finite_fixed(h)
-    stats.nfe = f.nfe
-    return Integration(ys=loop.outputs, h_next=abs(h))
+class LinearlyImplicit:
+    """What the linearly implicit methods share: the state (:class:`RosenbrockState`) and the
+    Jacobian policy of the module docstring; subclasses give ``step``, ``error``, ``dense``."""
+
+    implicit = True
+    adaptive = True
+    has_dense = True
+
+    def init(self, f: FlatField, t0: float, y0: torch.Tensor, stats: Stats,
+             keeps_stages: bool, jac: Callable | None = None) -> RosenbrockState:
+        eye = torch.eye(y0.numel(), dtype=y0.dtype, device=y0.device)
+        return RosenbrockState(f(t0, y0), None, Jacobian(f, jac), eye, stats)
+
+    def slope(self, state: RosenbrockState) -> torch.Tensor:
+        return state.f0
+
+    @staticmethod
+    def at_point(f: FlatField, t: float, y: torch.Tensor, h: float,
+                 state: RosenbrockState) -> tuple[torch.Tensor, Jac]:
+        """``(f(t, y), (J, df/dt))`` at the state's point, evaluated on the first attempt from
+        it and kept in ``state`` for the attempts after a rejection."""
+        if state.f0 is None:
+            state.f0 = f(t, y)
+        if state.jac is None:
+            state.jac = state.jacobian(t, y, h, state.f0.requires_grad)
+            state.stats.n_jac += 1
+        return state.f0, state.jac
+
+    @staticmethod
+    def next_state(state: RosenbrockState, f0: torch.Tensor | None = None) -> RosenbrockState:
+        """The state at the end of an accepted step (``f0`` there when known)."""
+        return RosenbrockState(f0, None, state.jacobian, state.eye, state.stats)
+
+    def prepare_dense(self, f: FlatField, info: RosenbrockInfo) -> None:
+        """Nothing: the continuous extensions need only the step's stages."""
+
+    def start_slope(self, info: RosenbrockInfo) -> torch.Tensor:
+        return info.f0
 
 
-def _error_ratio(cr: CompiledRosenbrock, ks: list[torch.Tensor], ay: torch.Tensor,
-                 ay1: torch.Tensor, rtol: float, atol: float, n: int) -> float:
-    """The mixed-norm error ratio of a step (accept when <= 1); stages are in state units."""
-    kmat = torch.stack([k[:n] for k in ks], dim=1)
-    scale = torch.maximum(ay, ay1).mul_(rtol).add_(atol)
-    err = torch.mv(kmat, cr.e).div_(scale)
-    return float(torch.linalg.vector_norm(err)) / math.sqrt(n)
+class Rosenbrock(LinearlyImplicit):
+    """A Rosenbrock tableau as a :class:`~odebench.solvers.method.Method`."""
+
+    def __init__(self, cr: CompiledRosenbrock):
+        self.cr = cr
+        self.name, self.order, self.error_order = cr.tab.name, cr.tab.order, cr.tab.error_order
+
+    def step(self, f: FlatField, t: float, y: torch.Tensor, h: float, state: RosenbrockState,
+             need_next: bool = True) -> StepResult:
+        f0, jac = self.at_point(f, t, y, h, state)
+        ks, y1 = rosenbrock_step(f, self.cr, t, y, h, jac, f0, state.eye)
+        state.stats.n_lu += 1
+        return StepResult(y1=y1, dense_info=RosenbrockInfo(y, ks, f0),
+                          state=self.next_state(state))
+
+    def error(self, info: RosenbrockInfo, n: int) -> tuple[torch.Tensor, None]:
+        """``sum_i e_i k_i`` in the first ``n`` entries (an increment: scale None, i.e. 1)."""
+        return torch.mv(torch.stack([k[:n] for k in info.ks], dim=1), self.cr.e), None
+
+    def dense(self, info: RosenbrockInfo, thetas: list[float]) -> torch.Tensor:
+        return rosenbrock_dense(self.cr, info.y, info.ks, thetas)

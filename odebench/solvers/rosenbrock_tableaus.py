@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from odebench.solvers.tableaus import lower_triangle
+
 
 @dataclass(frozen=True)
 class RosenbrockTableau:
@@ -69,26 +71,15 @@ class RosenbrockTableau:
         return True
 
 
-def _lower(rows: list[list[float]]) -> np.ndarray:
-    """Square strictly lower-triangular matrix whose row i holds ``rows[i]`` (length i)."""
-    s = len(rows)
-    m = np.zeros((s, s))
-    for i, row in enumerate(rows):
-        if len(row) != i:
-            raise ValueError(f"row {i} of a strictly lower-triangular matrix needs {i} entries")
-        m[i, :i] = row
-    return m
-
-
 def _rodas(name: str, gamma: float, a_rows: list[list[float]], c_rows: list[list[float]],
            c: list[float], d: list[float], dense: list[list[float]], order: int,
            dense_order: int, source: str) -> RosenbrockTableau:
     """A stiffly accurate Rodas method: ``b = a[s-1] + e_s``, ``b_error = e_s``."""
-    a = _lower(a_rows)
+    a = lower_triangle(a_rows)
     s = len(a_rows)
     e_last = np.eye(s)[s - 1]
     return RosenbrockTableau(
-        name=name, gamma=gamma, a=a, C=_lower(c_rows), c=np.asarray(c, dtype=float),
+        name=name, gamma=gamma, a=a, C=lower_triangle(c_rows), c=np.asarray(c, dtype=float),
         d=np.asarray(d, dtype=float), b=a[s - 1] + e_last, b_error=e_last, order=order,
         error_order=order - 1, dense=np.asarray(dense, dtype=float), dense_order=dense_order,
         source=source)

@@ -28,7 +28,6 @@ class ButcherTableau:
             or ``None`` for a fixed-step method.
         error_order: order of the embedded (lower-order) solution; the controller exponent is
             ``1 / (error_order + 1)``.
-        fsal: whether the last stage is ``f(t0 + h, y1)``.
         dense: continuous-extension coefficients, shape [s_dense, q], columns for theta^1..theta^q.
             ``s_dense > s`` means extra stages (``c_extra``, ``a_extra``) are needed for dense output.
         c_extra, a_extra: the extra dense-output stages (rows over all previous stages).
@@ -43,12 +42,30 @@ class ButcherTableau:
     order: int
     b_error: np.ndarray | None = None
     error_order: int = 0
-    fsal: bool = False
     dense: np.ndarray | None = None
     c_extra: np.ndarray = field(default_factory=lambda: np.zeros(0))
     a_extra: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     b_error3: np.ndarray | None = None
     source: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse an inconsistent table: shapes, a strictly lower-triangular ``a`` whose row sums
+        are ``c``, weights summing to 1, and the error weights summing to 0."""
+        s = len(self.c)
+        shapes = {"a": (self.a.shape, (s, s)), "b": (self.b.shape, (s,))}
+        if self.b_error is not None:
+            shapes["b_error"] = (self.b_error.shape, (s,))
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"tableau '{self.name}': {name} has shape {got}, expected {want}")
+        if np.any(np.triu(self.a) != 0):
+            raise ValueError(f"tableau '{self.name}': a is not strictly lower-triangular")
+        if not np.allclose(self.a.sum(axis=1), self.c, atol=1e-14):
+            raise ValueError(f"tableau '{self.name}': the row sums of a differ from c")
+        if abs(self.b.sum() - 1) > 1e-14:
+            raise ValueError(f"tableau '{self.name}': the weights b do not sum to 1")
+        if self.b_error is not None and abs(self.b_error.sum()) > 1e-14:
+            raise ValueError(f"tableau '{self.name}': the error weights do not sum to 0")
 
     @property
     def stages(self) -> int:
@@ -56,17 +73,29 @@ class ButcherTableau:
         return len(self.c)
 
     @property
+    def fsal(self) -> bool:
+        """First same as last, derived from the table: the last stage is ``f(t0 + h, y1)`` (node
+        1, row of ``a`` equal to ``b``, no weight of its own)."""
+        s = len(self.c)
+        return bool(s > 1 and self.c[-1] == 1.0 and self.b[-1] == 0.0
+                and bool(np.array_equal(self.a[-1, : s - 1], self.b[: s - 1])))
+
+    @property
     def adaptive(self) -> bool:
         """True when the tableau has an embedded error estimate."""
         return self.b_error is not None
 
 
-def _tableau_from_rows(rows: list[list[float]]) -> np.ndarray:
+def lower_triangle(rows: list[list[float]]) -> np.ndarray:
+    """Square strictly lower-triangular matrix whose row i holds ``rows[i]`` (length i); the one
+    builder of the explicit and Rosenbrock tables."""
     s = len(rows)
-    a = np.zeros((s, s))
+    m = np.zeros((s, s))
     for i, row in enumerate(rows):
-        a[i, : len(row)] = row
-    return a
+        if len(row) != i:
+            raise ValueError(f"row {i} of a strictly lower-triangular matrix needs {i} entries")
+        m[i, :i] = row
+    return m
 
 
 def _polys_to_dense(polys: list[np.poly1d], degree: int) -> np.ndarray:
@@ -86,14 +115,14 @@ EULER = ButcherTableau(
 )
 
 MIDPOINT = ButcherTableau(
-    name="midpoint", c=np.array([0.0, 0.5]), a=_tableau_from_rows([[], [0.5]]),
+    name="midpoint", c=np.array([0.0, 0.5]), a=lower_triangle([[], [0.5]]),
     b=np.array([0.0, 1.0]), order=2,
     source="explicit midpoint rule (Runge 1895); Hairer, Norsett, Wanner, Solving ODEs I, II.1",
 )
 
 RK4 = ButcherTableau(
     name="rk4", c=np.array([0.0, 0.5, 0.5, 1.0]),
-    a=_tableau_from_rows([[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]]),
+    a=lower_triangle([[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]]),
     b=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]), order=4,
     source="classical Runge-Kutta (Kutta 1901); Hairer, Norsett, Wanner, Solving ODEs I, Table 1.2",
 )
@@ -102,9 +131,9 @@ RK4 = ButcherTableau(
 # Dense output: the cubic Hermite interpolant written over the stages (as in SciPy's RK23).
 BOSH3 = ButcherTableau(
     name="bosh3", c=np.array([0.0, 0.5, 0.75, 1.0]),
-    a=_tableau_from_rows([[], [0.5], [0.0, 0.75], [2 / 9, 1 / 3, 4 / 9]]),
+    a=lower_triangle([[], [0.5], [0.0, 0.75], [2 / 9, 1 / 3, 4 / 9]]),
     b=np.array([2 / 9, 1 / 3, 4 / 9, 0.0]), order=3,
-    b_error=np.array([5 / 72, -1 / 12, -1 / 9, 1 / 8]), error_order=2, fsal=True,
+    b_error=np.array([5 / 72, -1 / 12, -1 / 9, 1 / 8]), error_order=2,
     dense=np.array([[1.0, -4 / 3, 5 / 9], [0.0, 1.0, -2 / 3], [0.0, 4 / 3, -8 / 9],
                     [0.0, -1.0, 1.0]]),
     source="Bogacki & Shampine, Appl. Math. Lett. 2(4):321-325, 1989",
@@ -115,7 +144,7 @@ BOSH3 = ButcherTableau(
 # (the 4th-order continuous extension used by Hairer's DOPRI5 and SciPy's RK45).
 DOPRI5 = ButcherTableau(
     name="dopri5", c=np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0]),
-    a=_tableau_from_rows([
+    a=lower_triangle([
         [],
         [1 / 5],
         [3 / 40, 9 / 40],
@@ -127,7 +156,7 @@ DOPRI5 = ButcherTableau(
     b=np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0]), order=5,
     b_error=np.array([71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525,
                       -1 / 40]),
-    error_order=4, fsal=True,
+    error_order=4,
     dense=np.array([
         [1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432],
         [0.0, 0.0, 0.0, 0.0],
@@ -164,7 +193,7 @@ def _tsit5_dense() -> np.ndarray:
 # -1/66 (the paper's sign is wrong: SciML/OrdinaryDiffEq.jl issue 1654, diffrax issue 98).
 TSIT5 = ButcherTableau(
     name="tsit5", c=np.array([0.0, 0.161, 0.327, 0.9, 0.9800255409045097, 1.0, 1.0]),
-    a=_tableau_from_rows([
+    a=lower_triangle([
         [],
         [0.161],
         [-0.008480655492356989, 0.335480655492357],
@@ -180,7 +209,7 @@ TSIT5 = ButcherTableau(
     order=5,
     b_error=np.array([0.00178001105222577714, 0.0008164344596567469, -0.007880878010261995,
                       0.1447110071732629, -0.5823571654525552, 0.45808210592918697, -1 / 66]),
-    error_order=4, fsal=True, dense=_tsit5_dense(),
+    error_order=4, dense=_tsit5_dense(),
     source="Tsitouras, Comput. Math. Appl. 62(2):770-775, 2011",
 )
 
@@ -357,7 +386,7 @@ def _dop853() -> ButcherTableau:
         polys = [p * (theta if k % 2 == 0 else one_minus) for p in polys]
     return ButcherTableau(
         name="dop853", c=np.asarray(_DOP853_C[:s]), a=a_full[:s, :s], b=b, order=8,
-        b_error=e5, error_order=7, fsal=True, dense=_polys_to_dense(polys, 7),
+        b_error=e5, error_order=7, dense=_polys_to_dense(polys, 7),
         c_extra=np.asarray(_DOP853_C[s:]), a_extra=a_full[s:, :], b_error3=e3,
         source="Hairer, Norsett, Wanner, Solving ODEs I, Sec. II.10 (dop853.f)",
     )
