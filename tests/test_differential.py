@@ -26,7 +26,9 @@ from odebench import problems
 from odebench.errors import OdeBenchError
 
 FIXTURE = Path(__file__).parent / "data" / "differential.json"
-PROBLEMS = [n for n in problems.names() if n != "mlp_large"]
+# problems added to the registry after the recording (on da8a9d2) have no old results to agree with
+ADDED_LATER = {"brusselator_2d"}
+PROBLEMS = [n for n in problems.names() if n != "mlp_large" and n not in ADDED_LATER]
 # the explicit methods spend their whole step budget on these (10-30 s each): -m slow
 SLOW = {"e5", "hires", "orego", "rober", "stiff_linear", "vdpol"}
 GRADIENT_MODES = ("backprop", "backsolve", "interpolated", "checkpointed")

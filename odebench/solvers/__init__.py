@@ -53,7 +53,7 @@ class Scheme:
     @property
     def implicit(self) -> bool:
         """True for the linearly implicit (Rosenbrock) methods of ``STIFF_METHODS``."""
-        return self.method.implicit
+        return not self.reversible and self.method.implicit
 
     @property
     def adaptive(self) -> bool:
