@@ -704,10 +704,12 @@ def per_sample(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
         if not frame.empty:
             _log_axis(ax, "x", frame["batch"])
             _log_axis(ax, "y", frame[column])
-    ax_steps.set(title="accepted steps per sample", xlabel="batch size",
-                 ylabel="steps per sample (solid mean, dashed max)")
+    ax_steps.set(title="steps per sample (max dashed)", xlabel="batch size",
+                 ylabel="steps per sample")
     ax_wall.set(title="wall clock, forward (s)", xlabel="batch size", ylabel="wall clock (s)")
-    _shared_legend(figure, [ax_steps])
+    handles, names = ax_steps.get_legend_handles_labels()
+    if names:  # centred at the side: at the top it would run into the title
+        figure.legend(handles, names, loc="outside right center", fontsize="small")
     return Drawing(figure, _per_sample_caption(steps))
 
 
