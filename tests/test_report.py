@@ -17,6 +17,7 @@ from odebench.environment import Provenance
 from odebench.report import build_report
 from odebench.report.accuracy import cost_at
 from odebench.report.build import MixedCommitsError
+from odebench.report.equal_accuracy import stiff_equal_accuracy_table
 from odebench.report.figures import FIGURES, Drawing, points, save
 from odebench.report.select import Aggregate, AmbiguousCellError
 from odebench.report.tables import (
@@ -162,8 +163,29 @@ def synthetic_rows() -> list[Row]:
                 extra={"batching": mode, "steps_per_sample_mean": steps, "steps_per_sample_max": 1199},
             )
         )
+    rows.extend(scaling_rows())
     rows.extend(model_rows())
     return rows
+
+
+#: gradient_scaling cells: (axis, problem, parameters, state size) -> total wall (s) per gradient;
+#: backprop wins the small MLP, checkpointed the large one.
+SCALING = {
+    ("params", "mlp", 18, 2): {"backprop": 0.004, "checkpointed": 0.006},
+    ("params", "mlp", 2594, 2): {"backprop": 0.010, "checkpointed": 0.007},
+    ("state", "brusselator_2d", 3, 8): {"backprop": 0.015, "checkpointed": 0.0096},
+}
+
+
+def scaling_rows() -> list[Row]:
+    """``gradient_scaling`` rows as the study writes them: axis and parameters in ``params``."""
+    return [row("gradient_scaling", problem=problem, gradient=gradient, rtol=1e-5, atol=1e-5,
+                state_dim=state, params={"axis": axis, "n_params": n_params},
+                wall_forward_s=total / 4, wall_backward_s=total * 3 / 4,
+                saved_bytes=1432 * n_params if gradient == "backprop" else 48,
+                nfe_forward=20, nfe_backward=19)
+            for (axis, problem, n_params, state), walls in SCALING.items()
+            for gradient, total in walls.items()]
 
 
 def model_row(model: str, problem: str, gradient: str, metrics: dict, ode: bool = True) -> Row:
@@ -256,7 +278,7 @@ def test_every_file_is_written(report):
     assert written["claims"] == [out / "tables" / "claims.md"]
     expected_tables = {
         out / "tables" / f"{name}{suffix}"
-        for name in ["equal_accuracy", *(spec.name for spec in TABLES)]
+        for name in ["equal_accuracy", "stiff_equal_accuracy", *(spec.name for spec in TABLES)]
         for suffix in (".md", ".csv", ".json", ".tex")
     }
     assert set(written["tables"]) == expected_tables
@@ -871,3 +893,99 @@ def test_a_figure_aggregate_draws_the_median_with_its_spread():
     assert set(data["n_seed"]) == {3}
     drawing = pooled.draw(data, pooled)
     assert drawing.figure.axes[0].collections  # the interquartile range as error bars
+
+
+# --- gradient_scaling (issue 16.3), stiff equal accuracy (issue 18.2), per_sample (issue 15) ---
+
+
+def test_gradient_scaling_table_shows_total_wall_and_saved_bytes(report):
+    out, _ = report
+    header, by_key = table_by_key(out / "tables" / "gradient_scaling.md", 5)
+    assert header[:5] == ["axis", "problem", "n_params", "state_dim", "gradient"]
+    assert header[5:10] == ["status", "wall_total_s", "wall_forward_s", "wall_backward_s",
+                            "saved_bytes"]
+    assert by_key[("params", "mlp", "2594", "2", "backprop")]["wall_total_s"] == "0.01"
+    assert by_key[("params", "mlp", "2594", "2", "backprop")]["saved_bytes"] == "3714608"  # 1432 x 2594
+    assert by_key[("state", "brusselator_2d", "3", "8", "checkpointed")]["wall_forward_s"] == "0.0024"
+    assert len(by_key) == 6
+
+
+def test_gradient_scaling_figure_names_the_winner_per_size_and_the_crossover(report):
+    out, written = report
+    assert out / "figures" / "gradient_scaling.png" in written["figures"]
+    drawing = draw("gradient_scaling", frame_of(scaling_rows()))
+    titles = [ax.get_title() for ax in drawing.figure.axes]
+    assert titles == ["params (problem=mlp)", "state (problem=brusselator_2d)"]
+    assert [ax.get_xlabel() for ax in drawing.figure.axes] == [
+        "number of parameters", "state size (numbers in the state)"]
+    lines = {line.get_label(): sorted(line.get_xdata().tolist())
+             for line in drawing.figure.axes[0].get_lines()}
+    assert lines == {"backprop": [18.0, 2594.0], "checkpointed": [18.0, 2594.0]}
+    assert "by parameters: 18: backprop (4 ms), 2594: checkpointed (7 ms)" in drawing.caption
+    assert "changes between 18 and 2594: backprop -> checkpointed" in drawing.caption
+    assert "by state size: 8: checkpointed (9.6 ms); the winner never changes" in drawing.caption
+
+
+def stiff_curve_rows() -> list[Row]:
+    """Two solvers on HIRES: rodas5p from 4 to 8 digits (0.1 s to 1 s), BDF from 5 to 7 digits
+    (0.05 s to 0.2 s): at 6 digits BDF needs sqrt(0.05 x 0.2) = 0.1 s and rodas5p
+    sqrt(0.1 x 1) = 0.316 s; 8 digits only rodas5p reaches (1 s)."""
+    curves = {("odebench", "rodas5p"): ((1e-4, 4.0, 0.1), (1e-8, 8.0, 1.0)),
+              ("scipy", "BDF"): ((1e-4, 5.0, 0.05), (1e-8, 7.0, 0.2))}
+    return [row("stiff", problem="hires", backend=backend, method=method, rtol=rtol, atol=rtol,
+                scd=scd, wall_forward_s=wall, nfe_forward=100)
+            for (backend, method), points in curves.items() for rtol, scd, wall in points]
+
+
+def test_stiff_equal_accuracy_table_interpolates_marks_the_fastest_and_says_why_not(report):
+    out, _ = report
+    assert (out / "tables" / "stiff_equal_accuracy.csv").is_file()
+    table = stiff_equal_accuracy_table(frame_of(stiff_curve_rows()))
+    assert list(table.frame.columns) == ["problem", "backend/method", "wall_s @ 6 digits",
+                                         "wall_s @ 8 digits", "fastest at"]
+    by_line = table.frame.set_index("backend/method")
+    assert by_line.loc["odebench/rodas5p", "wall_s @ 6 digits"] == pytest.approx(0.1**0.5)
+    assert by_line.loc["odebench/rodas5p", "wall_s @ 8 digits"] == pytest.approx(1.0)
+    assert by_line.loc["scipy/BDF", "wall_s @ 6 digits"] == pytest.approx(0.1)
+    assert by_line.loc["scipy/BDF", "wall_s @ 8 digits"].startswith("not reached")
+    assert list(by_line["fastest at"]) == ["8 digits", "6 digits"]
+    assert ("at 6 digits on hires the fastest is scipy/BDF (0.1 s); at 8 digits on hires the "
+            "fastest is odebench/rodas5p (1 s)") in table.caption
+    long = table.export()
+    assert long["fastest"].sum() == 2 and long["wall_s"].isna().sum() == 1
+
+
+def per_sample_rows() -> list[Row]:
+    """Batches 1 and 16: joint steps grow with the batch (its stiffest sample sets the step),
+    per-sample ones do not."""
+    steps = {("odebench", "joint"): (1200.0, 3600.0), ("odebench", "per_sample"): (1200.0, 900.0),
+             ("torchode", "per_sample"): (950.0, 800.0)}
+    return [row("per_sample", problem="vdp", backend=backend, T=50.0, batch=batch,
+                params={"batching": mode}, wall_forward_s=0.1 * n / 1000, wall_forward_iqr_s=0.01,
+                nfe_forward=int(6 * n),
+                extra={"batching": mode, "steps_per_sample_mean": n,
+                       "steps_per_sample_max": 1200 if mode == "per_sample" else int(n)})
+            for (backend, mode), counts in steps.items()
+            for batch, n in zip((1, 16), counts, strict=True)]
+
+
+def test_per_sample_figure_draws_steps_and_wall_and_the_joint_ratio(report):
+    out, written = report
+    assert out / "figures" / "per_sample.png" in written["figures"]
+    drawing = draw("per_sample", frame_of(per_sample_rows()))
+    steps_ax, wall_ax = drawing.figure.axes
+    labels = {line.get_label() for line in steps_ax.get_lines()}
+    assert "odebench/joint (mean)" in labels and "torchode/per_sample (max)" in labels
+    assert len(wall_ax.get_lines()) == 3 and wall_ax.get_xscale() == "log"
+    assert drawing.caption == (
+        "Mean accepted steps per sample at batch 16, the largest with both modes: odebench joint "
+        "3600 vs per-sample 900, ratio 4; torchode (per_sample) 800.")
+
+
+def test_per_sample_table_shows_the_wall_spread_it_lists_once():
+    spec = next(spec for spec in TABLES if spec.name == "per_sample")
+    table = build_table(spec, frame_of(per_sample_rows()))
+    columns = list(table.frame.columns)
+    assert columns.count("wall_forward_iqr_s") == 1
+    assert columns[:4] == ["backend", "batching", "batch", "status"]
+    assert table.display()["wall_forward_iqr_s"].tolist() == ["0.01"] * 6

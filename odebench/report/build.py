@@ -14,7 +14,7 @@ import pandas as pd
 from odebench.environment import Provenance
 from odebench.errors import InvalidInputError
 from odebench.report.claims import evaluate_claims, write_claims
-from odebench.report.equal_accuracy import equal_accuracy_table
+from odebench.report.equal_accuracy import equal_accuracy_table, stiff_equal_accuracy_table
 from odebench.report.figures import build_figures
 from odebench.report.html import write_html
 from odebench.report.tables import build_tables, write_table
@@ -68,8 +68,8 @@ def build_report(
     rows = ResultsStore(results_dir).rows()
     if not allow_mixed:
         check_commits(rows)
-    headline = equal_accuracy_table(rows)
-    tables = ([headline] if headline is not None else []) + build_tables(rows)
+    headline = [t for t in (equal_accuracy_table(rows), stiff_equal_accuracy_table(rows)) if t]
+    tables = headline + build_tables(rows)
     table_files = [path for table in tables for path in write_table(table, out / "tables")]
     figures = build_figures(rows, out / "figures")
     claims = evaluate_claims(rows)

@@ -41,12 +41,14 @@ __all__ = [
     "FIGURES",
     "FigureFile",
     "build_figures",
+    "gradient_scaling",
     "lorenz_drift",
     "memory_scaling",
     "models_loss",
     "models_nfe",
     "models_nfe_ratio",
     "overhead",
+    "per_sample",
     "save",
     "stiff_nfe",
     "stiff_wall",
@@ -329,7 +331,7 @@ def work_precision_wall(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
                            "relative L2 error", "least wall time", _seconds)
 
 
-def _digits_as_error(data: pd.DataFrame) -> pd.DataFrame:
+def digits_as_error(data: pd.DataFrame) -> pd.DataFrame:
     """``error_scd`` = 10^-scd, the error the significant correct digits stand for, so that the
     stiff figures have error downward like every other figure."""
     if data.empty:
@@ -339,14 +341,14 @@ def _digits_as_error(data: pd.DataFrame) -> pd.DataFrame:
 
 def stiff_wall(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
     """Error 10^-scd against forward wall clock, log-log, per stiff problem (float64)."""
-    return _work_precision(_digits_as_error(data), spec, "wall_forward_s", "error_scd",
+    return _work_precision(digits_as_error(data), spec, "wall_forward_s", "error_scd",
                            "wall clock, forward (s)", "error 10^-scd", "least wall time",
                            _seconds)
 
 
 def stiff_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
     """Error 10^-scd against forward NFE, log-log, per stiff problem (float64)."""
-    return _work_precision(_digits_as_error(data), spec, "nfe_forward", "error_scd",
+    return _work_precision(digits_as_error(data), spec, "nfe_forward", "error_scd",
                            "function evaluations (forward)", "error 10^-scd", "fewest NFE",
                            _count)
 
@@ -399,9 +401,12 @@ def equal_accuracy(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
                    "work-precision curve: " + "; ".join(parts) + ".")
 
 
-def equal_accuracy_frame(data: pd.DataFrame, spec: FigureSpec, cost: str) -> pd.DataFrame:
-    """Per panel, line and target: the interpolated ``cost`` (``None`` with a reason when the
-    curve does not reach the target)."""
+def equal_accuracy_frame(data: pd.DataFrame, spec: FigureSpec, cost: str,
+                         error: str = "sol_error",
+                         targets: Sequence[float] = TARGETS) -> pd.DataFrame:
+    """Per panel, line and target error (one of ``targets``, in the units of the ``error``
+    column): the interpolated ``cost`` (``None`` with a reason when the curve does not reach
+    the target)."""
     out = []
     if data.empty:
         return pd.DataFrame(columns=["panel_label", "line_label", "target", "cost", "reason"])
@@ -409,8 +414,8 @@ def equal_accuracy_frame(data: pd.DataFrame, spec: FigureSpec, cost: str) -> pd.
     for (panel, label), line in data.groupby(["panel_label", "line_label"], sort=True):
         line = line.sort_values(list(spec.along), ascending=False)
         costs = _numeric(line, cost).tolist()
-        errors = _numeric(line, "sol_error").tolist()
-        for target in TARGETS:
+        errors = _numeric(line, error).tolist()
+        for target in targets:
             at = cost_at(costs, errors, target)
             out.append((panel, label, target, at.cost, at.reason))
     return pd.DataFrame(out, columns=["panel_label", "line_label", "target", "cost", "reason"])
@@ -605,6 +610,131 @@ def models_nfe_ratio(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
                    f"{ratios.max():.2f} across {len(frame)} runs (paper, Fig. 3: about 0.5).")
 
 
+def _size_axis(panel: pd.DataFrame) -> tuple[str, str, str]:
+    """The column a gradient_scaling panel's x axis shows, its axis label and its name in the
+    caption: the number of parameters along the ``params`` axis, the state size along
+    ``state``."""
+    if (panel["axis"] == "params").all():
+        return "n_params", "number of parameters", "parameters"
+    return "state_dim", "state size (numbers in the state)", "state size"
+
+
+def _crossovers(winner: pd.Series) -> list[str]:
+    """"between W and X: A -> B" for each pair of consecutive sizes (``winner``'s index,
+    ascending) between which the winning line changes from A to B."""
+    sizes, names = winner.index.tolist(), winner.tolist()
+    return [f"between {low:g} and {high:g}: {a} -> {b}"
+            for low, high, a, b in zip(sizes, sizes[1:], names, names[1:], strict=False)
+            if a != b]
+
+
+def gradient_scaling(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Forward + backward wall clock against size, log-log, a panel per axis and problem
+    (x: number of parameters, or state size), a line per library and gradient method; the
+    caption names the winner (least total wall among the finished runs) at each size and the
+    sizes at which it changes."""
+    if data.empty or "axis" not in data:
+        return None
+    data = data[data["axis"].notna()]
+    parts = [_plottable(panel, _size_axis(panel)[0], "wall_total_s")
+             for _, panel in data.groupby("panel_label", sort=True)]
+    parts = [part for part in parts if not part.empty]
+    if not parts:
+        return None
+    styles = _styles(pd.concat(parts)["line_label"].tolist())
+    figure, axes = _panels([part["panel_label"].iloc[0] for part in parts], spec.title)
+    sentences = []
+    for ax, panel in zip(axes, parts, strict=True):
+        x, xlabel, noun = _size_axis(panel)
+        _lines(ax, panel, x, "wall_total_s", styles, (x,))
+        best = panel.loc[panel.groupby(x)["wall_total_s"].idxmin()].set_index(x).sort_index()
+        ax.scatter(best.index.astype(float), best["wall_total_s"].astype(float), s=140,
+                   facecolors="none", edgecolors="k", linewidths=1.2, zorder=5,
+                   label="winner at this size")
+        _log_axis(ax, "x", panel[x])
+        _log_axis(ax, "y", panel["wall_total_s"])
+        ax.set(title=panel["panel_label"].iloc[0], xlabel=xlabel,
+               ylabel="wall clock, forward + backward (s)")
+        winner = best["line_label"]
+        wins = ", ".join(f"{size:g}: {label} ({_seconds(float(best.loc[size, 'wall_total_s']))})"
+                         for size, label in winner.items())
+        changes = _crossovers(winner)
+        sentences.append(f"{panel['panel_label'].iloc[0]}, by {noun}: {wins}; the winner "
+                         + (f"changes {'; '.join(changes)}" if changes else "never changes"))
+    _shared_legend(figure, axes)
+    return Drawing(figure, "Least forward + backward wall per size (finished runs): "
+                   + ". ".join(sentences) + ".")
+
+
+def _extra_number(data: pd.DataFrame, name: str) -> pd.Series:
+    """The entry ``name`` of each row's ``extra`` dict, as numbers (NaN where absent)."""
+    return pd.to_numeric(pd.Series([as_dict(e).get(name) for e in data["extra"]],
+                                   index=data.index), errors="coerce")
+
+
+def per_sample(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Steps per sample (mean solid, max dashed) and forward wall against batch size, log-log,
+    a line per library and batching mode; the caption gives the joint / per-sample ratio of
+    mean steps per sample at the largest batch."""
+    if data.empty or "extra" not in data:
+        return None
+    data = _finished_runs(data)
+    if data.empty:
+        return None
+    data = data.assign(steps_mean=_extra_number(data, "steps_per_sample_mean"),
+                       steps_max=_extra_number(data, "steps_per_sample_max"))
+    steps = _plottable(data, "batch", "steps_mean")
+    wall = _plottable(data, "batch", "wall_forward_s")
+    if steps.empty and wall.empty:
+        return None
+    styles = _styles(data["line_label"].tolist())
+    figure, (ax_steps, ax_wall) = _panels(["steps", "wall"], spec.title)
+    for label, line in steps.groupby("line_label", sort=True):
+        line = line.sort_values("batch")
+        colour, marker = styles[label]
+        ax_steps.plot(line["batch"].astype(float), line["steps_mean"], color=colour,
+                      marker=marker, label=f"{label} (mean)")
+        ax_steps.plot(line["batch"].astype(float), line["steps_max"], color=colour,
+                      marker=marker, linestyle="--", markerfacecolor="none",
+                      label=f"{label} (max)")
+    if not wall.empty:
+        _lines(ax_wall, wall, "batch", "wall_forward_s", styles, ())
+    for ax, frame, column in ((ax_steps, steps, "steps_mean"),
+                              (ax_wall, wall, "wall_forward_s")):
+        if not frame.empty:
+            _log_axis(ax, "x", frame["batch"])
+            _log_axis(ax, "y", frame[column])
+    ax_steps.set(title="steps per sample (max dashed)", xlabel="batch size",
+                 ylabel="steps per sample")
+    ax_wall.set(title="wall clock, forward (s)", xlabel="batch size", ylabel="wall clock (s)")
+    handles, names = ax_steps.get_legend_handles_labels()
+    if names:  # centred at the side: at the top it would run into the title
+        figure.legend(handles, names, loc="outside right center", fontsize="small")
+    return Drawing(figure, _per_sample_caption(steps))
+
+
+def _per_sample_caption(steps: pd.DataFrame) -> str:
+    """At the largest batch some library ran in both modes: per such library the joint and
+    per-sample mean steps per sample and their ratio, and the other lines' means there."""
+    means = steps.pivot_table(index="batch", columns=["backend", "batching"],
+                              values="steps_mean", aggfunc="first")
+    both = [b for b in means.columns.get_level_values(0).unique()
+            if {(b, "joint"), (b, "per_sample")} <= set(means.columns)]
+    batches = [batch for batch in means.index
+               if any(means.loc[batch, [(b, "joint"), (b, "per_sample")]].notna().all()
+                      for b in both)]
+    if not batches:
+        return "Steps per sample against batch size (no library ran both modes at one batch)."
+    batch = max(batches)
+    at = means.loc[batch].dropna()
+    parts = [f"{b} joint {at[(b, 'joint')]:.4g} vs per-sample {at[(b, 'per_sample')]:.4g}, "
+             f"ratio {at[(b, 'joint')] / at[(b, 'per_sample')]:.3g}"
+             for b in both if (b, "joint") in at and (b, "per_sample") in at]
+    parts += [f"{b} ({mode}) {value:.4g}" for (b, mode), value in at.items() if b not in both]
+    return (f"Mean accepted steps per sample at batch {batch:g}, the largest with both modes: "
+            + "; ".join(parts) + ".")
+
+
 #: The error at which work-precision captions name the cheapest line.
 CAPTION_TARGET = 1e-8
 
@@ -641,6 +771,14 @@ FIGURES: tuple[FigureSpec, ...] = (
                stiff_wall, where=(("dtype", ("float64",)), *_FORWARD)),
     FigureSpec("stiff_scd_nfe", "stiff", "Stiff work-precision: error 10^-scd vs NFE",
                stiff_nfe, where=(("dtype", ("float64",)), *_FORWARD)),
+    FigureSpec("gradient_scaling", "gradient_scaling",
+               "Gradient methods: forward + backward wall vs size", gradient_scaling,
+               panel=("axis", "problem"),
+               line=("backend", "gradient", "method", *_SETTINGS), along=("n_params", "state_dim")),
+    FigureSpec("per_sample", "per_sample",
+               "Van der Pol batch: joint vs per-sample step sizes",
+               per_sample, panel=(), line=("backend", "batching", "method", *_SETTINGS),
+               along=("problem", "T", "batch")),
     FigureSpec("models_loss", "models", "Models: training loss per iteration (seed 0)",
                models_loss, **_MODELS),
     FigureSpec("models_nfe", "models", "Models: NFE per training iteration (seed 0)", models_nfe,

@@ -191,6 +191,16 @@ TABLES: tuple[TableSpec, ...] = (
         extra_values=True,
     ),
     TableSpec(
+        name="gradient_scaling",
+        title="Gradient methods against size: wall clock forward + backward (s) and bytes saved "
+              "for backward, per gradient method and library, at rtol = atol = 1e-5",
+        studies=("gradient_scaling",),
+        keys=("axis", "problem", "n_params", "state_dim", "backend", "gradient", "method",
+              *_SETTINGS),
+        values=("wall_total_s", "wall_forward_s", "wall_backward_s", "saved_bytes",
+                "nfe_forward", "nfe_backward"),
+    ),
+    TableSpec(
         name="stiff",
         title="Stiff problems: significant correct digits (scd) and cost",
         studies=("stiff",),
@@ -444,6 +454,11 @@ def _lift_extras(records: list[dict[str, Any]]) -> list[str]:
 WALL_COLUMNS = ("wall_forward_s", "wall_backward_s", "train_wall_s")
 
 
+#: Grid dimensions that studies record in ``params``, lifted into columns of their own:
+#: ``axis`` and ``n_params`` (gradient_scaling), ``batching`` (per_sample).
+PARAM_COLUMNS = ("axis", "n_params", "batching")
+
+
 def _iqr_column(column: str) -> str:
     return column.removesuffix("_s") + "_iqr_s"
 
@@ -451,9 +466,11 @@ def _iqr_column(column: str) -> str:
 def _add_derived(records: list[dict[str, Any]]) -> None:
     """Columns derived from others: ``series_max_error``, the largest relative error over all
     output times (from ``sol_error_series``; the final-time error alone flatters some solvers),
-    ``seed``, a run's seed when its ``params`` name one (models), the median and IQR of a wall
-    clock recorded as a list of repeats, the peer's own ``method`` name, the ``gradient``
-    variant, and the status ``ok (over budget)`` (see ``odebench.report.labels``)."""
+    the grid dimensions of :data:`PARAM_COLUMNS` a row's ``params`` name, ``wall_total_s``
+    (forward + backward wall, s, where both are recorded), ``seed``, a run's seed when its
+    ``params`` name one (models), the median and IQR of a wall clock recorded as a list of
+    repeats, the peer's own ``method`` name, the ``gradient`` variant, and the status
+    ``ok (over budget)`` (see ``odebench.report.labels``)."""
     for record in records:
         params = as_dict(record.get("params"))
         if "seed" in params or "config" in params:
@@ -468,6 +485,12 @@ def _add_derived(records: list[dict[str, Any]]) -> None:
                 summary = summarize(json.loads(value))
                 record[column] = summary.median if summary else None
                 record[_iqr_column(column)] = summary.q3 - summary.q1 if summary else None
+        for name in PARAM_COLUMNS:
+            if name in params and record.get(name) is None:
+                record[name] = _normal(params[name])
+        forward, backward = record.get("wall_forward_s"), record.get("wall_backward_s")
+        if isinstance(forward, (int, float)) and isinstance(backward, (int, float)):
+            record["wall_total_s"] = float(forward) + float(backward)
         record[labels.SLOT] = record.get("method")
         record["method"] = labels.shown_method(record)
         record["gradient"] = labels.gradient_variant(record)
@@ -485,7 +508,8 @@ def _with_spread(values: Sequence[str], aggregate: Aggregate | None) -> list[str
             shown += [f"{value}_q1", f"{value}_q3"]
         if value in WALL_COLUMNS:
             shown.append(_iqr_column(value))
-    return shown + ([f"n_{aggregate.over}"] if aggregate is not None else [])
+    shown += [f"n_{aggregate.over}"] if aggregate is not None else []
+    return list(dict.fromkeys(shown))  # a spread column the spec also lists is shown once
 
 
 def _notes(records: list[dict[str, Any]], aggregate: Aggregate | None,
