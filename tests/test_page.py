@@ -201,3 +201,12 @@ def test_citation_cff_is_cff_1_2_0_and_lists_the_references():
     years = sorted(str(ref["year"]) for ref in cff["references"])
     assert years == sorted(re.search(r"year\s*=\s*\{(\d{4})\}", entry).group(1)
                            for _, entry in REFERENCES)
+
+
+def test_banner_says_an_exploratory_build_of_several_or_dirty_commits():
+    base = rows()[0].to_dict()
+    one = Provenance.from_rows(pd.DataFrame([base]))
+    assert "Exploratory build" not in render_html([], [], one, Path("."), head=COMMIT)
+    mixed = Provenance.from_rows(pd.DataFrame([base, {**base, "commit": "abc1234-dirty"}]))
+    banner = render_html([], [], mixed, Path("."), head=COMMIT)
+    assert "Exploratory build: these rows come from 2 commits (1 dirty)" in banner

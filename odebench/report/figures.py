@@ -370,8 +370,8 @@ def gradient_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
 
 
 def equal_accuracy(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
-    """The headline: wall time to reach each of ``accuracy.TARGETS``, per problem (bars, log y),
-    a bar per backend/method; a missing bar did not reach the target."""
+    """The headline: wall time to reach each target error (relative L2 at the final time), per
+    problem (bars, log y), a bar per backend/method; a missing bar did not reach the target."""
     frame = equal_accuracy_frame(data, spec, "wall_forward_s")
     frame = frame[frame["cost"].notna()] if not frame.empty else frame
     if frame.empty:

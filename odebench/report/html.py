@@ -172,6 +172,12 @@ def _banner(provenance: Provenance, rows: pd.DataFrame | None, head: str | None)
     machine = escape(provenance.machine)
     if "torch threads" not in provenance.machine:
         machine += " (torch threads while timing: not recorded in these rows)"
+    listed = [c.strip() for c in commits.split(",") if c.strip()]
+    if len(listed) > 1 or any(c.endswith("-dirty") for c in listed):
+        dirty = sum(c.endswith("-dirty") for c in listed)
+        built += (f" <strong>Exploratory build: these rows come from {len(listed)} commits"
+                  f"{f' ({dirty} dirty)' if dirty else ''}, not from one clean commit's run; "
+                  "each table lists its commits.</strong>")
     items = (
         ("rows measured commit", f"<code>{escape(commits)}</code>{built}"),
         ("machine", machine),
