@@ -989,3 +989,21 @@ def test_per_sample_table_shows_the_wall_spread_it_lists_once():
     assert columns.count("wall_forward_iqr_s") == 1
     assert columns[:4] == ["backend", "batching", "batch", "status"]
     assert table.display()["wall_forward_iqr_s"].tolist() == ["0.01"] * 6
+
+
+def test_model_claim_rows_have_their_own_cells_and_no_training_curve():
+    """The models study's one-step memory rows differ only in their depth (params n_blocks):
+    the models table keys on it, and the training-curve figures leave them out (old builder:
+    4 rows fed one cell and `odebench report` refused the quick run)."""
+    rows = [row("models", model="resnet_memory", problem="digits", method="none",
+                gradient="backprop", rtol=None, atol=None, dtype="float32",
+                params={"n_blocks": depth}, saved_bytes=1000 * depth) for depth in (1, 2, 4)]
+    rows.append(row("models", model="odenet", problem="digits", gradient="backprop",
+                    dtype="float32", params={"config": "quick"},
+                    extra={"final_loss": 0.1, "nfe_forward_per_iter": [20, 26]}))
+    frame = frame_of(rows)
+    models = next(spec for spec in TABLES if spec.name == "models")
+    shown = build_table(models, frame).frame
+    assert sorted(shown.loc[shown["model"] == "resnet_memory", "n_blocks"]) == [1, 2, 4]
+    for spec in (s for s in FIGURES if s.name.startswith("models_")):
+        assert set(points(frame, spec)["model"]) <= {"odenet"}

@@ -34,7 +34,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from odebench.environment import Provenance
 from odebench.report.accuracy import TARGETS, cost_at
-from odebench.report.select import Aggregate, cells, finished, pool, where
+from odebench.report.select import Aggregate, Excluding, cells, finished, pool, where
 from odebench.report.tables import as_dict, column_label, format_value, records_of
 
 __all__ = [
@@ -740,8 +740,11 @@ CAPTION_TARGET = 1e-8
 
 _SETTINGS = ("rtol", "atol", "dtype", "device")
 _FORWARD = (("gradient", (None,)),)  # forward solves only
+# trained models: the models study's claim rows (one training step or a test-time solve each)
+# have no training curve
+TRAINED_MODELS = Excluding(("odenet_test_tol", "resnet_memory", "odenet_memory"))
 _MODELS = dict(panel=("model",), line=("gradient", "backend", "method", "problem", *_SETTINGS),
-               along=(), where=(("seed", (0, None)),))
+               along=(), where=(("seed", (0, None)), ("model", TRAINED_MODELS)))
 _GRADIENT_LINE = ("backend", "gradient", "method", "seminorm", "dtype", "device")
 
 #: The figures of a report, in order.

@@ -133,8 +133,16 @@ def summarize(values: Sequence[Any]) -> Summary | None:
     return Summary(float(median), float(q1), float(q3), len(numbers))
 
 
+class Excluding(tuple):
+    """A ``where`` condition given by the values it leaves out: ``("model", Excluding(("x",)))``
+    keeps every row whose model is not "x"."""
+
+
 def matches(value: Any, allowed: Sequence[Any]) -> bool:
-    """Whether ``value`` is one of ``allowed``; floats match to a relative 1e-9."""
+    """Whether ``value`` is one of ``allowed`` (for :class:`Excluding`, none of them); floats
+    match to a relative 1e-9."""
+    if isinstance(allowed, Excluding):
+        return not matches(value, tuple(allowed))
     return any(
         value == option
         or (

@@ -105,7 +105,7 @@ class TableSpec:
 
 
 _SETTINGS = ("rtol", "atol", "dtype", "device")
-_MODEL_KEYS = ("model", "problem", "gradient", "seed", "backend", "method", *_SETTINGS)
+_MODEL_KEYS = ("model", "problem", "gradient", "seed", "n_blocks", "backend", "method", *_SETTINGS)
 _MODEL_COST = ("nfe_forward", "nfe_backward", "saved_bytes", "train_wall_s")
 
 def _model_table(name: str, title: str, values: tuple[str, ...],
@@ -456,7 +456,7 @@ WALL_COLUMNS = ("wall_forward_s", "wall_backward_s", "train_wall_s")
 
 #: Grid dimensions that studies record in ``params``, lifted into columns of their own:
 #: ``axis`` and ``n_params`` (gradient_scaling), ``batching`` (per_sample).
-PARAM_COLUMNS = ("axis", "n_params", "batching")
+PARAM_COLUMNS = ("axis", "n_params", "batching", "n_blocks")
 
 
 def _iqr_column(column: str) -> str:
