@@ -1007,3 +1007,18 @@ def test_model_claim_rows_have_their_own_cells_and_no_training_curve():
     assert sorted(shown.loc[shown["model"] == "resnet_memory", "n_blocks"]) == [1, 2, 4]
     for spec in (s for s in FIGURES if s.name.startswith("models_")):
         assert set(points(frame, spec)["model"]) <= {"odenet"}
+
+
+def test_work_precision_wall_shows_the_spread_of_the_timed_repeats():
+    rows = [row("work_precision", problem="vdp", rtol=rtol, sol_error=rtol, nfe_forward=10,
+                wall_forward_s=0.01 / rtol**0.25, wall_forward_iqr_s=0.002 / rtol**0.25,
+                n_repeats=5) for rtol in (1e-4, 1e-6, 1e-8)]
+    drawing = draw("work_precision_wall", frame_of(rows))
+    bars = [c for ax in drawing.figure.axes for c in ax.containers]
+    assert bars and "interquartile range of each point's timed repeats" in drawing.caption
+    (segments,) = [c.lines[2][0].get_segments() for c in bars]  # the horizontal bars
+    widths = sorted(seg[1][0] - seg[0][0] for seg in segments)
+    assert widths == pytest.approx(sorted(0.002 / r**0.25 for r in (1e-4, 1e-6, 1e-8)))
+    plain = draw("work_precision_wall", frame_of([dataclasses.replace(r, wall_forward_iqr_s=None)
+                                                  for r in rows]))
+    assert not [c for ax in plain.figure.axes for c in ax.containers]

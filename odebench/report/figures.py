@@ -262,6 +262,25 @@ def _lines(ax: Axes, data: pd.DataFrame, x: str, y: str,
             high = _numeric(line, f"{y}_q3") - line[y].astype(float)
             ax.errorbar(line[x].astype(float), line[y].astype(float), yerr=[low, high],
                         fmt="none", ecolor=colour, elinewidth=0.8, capsize=2)
+        spread = _wall_spread(line, x)
+        if spread is not None:
+            ax.errorbar(line[x].astype(float), line[y].astype(float), xerr=spread, fmt="none",
+                        ecolor=colour, elinewidth=0.8, capsize=2)
+
+
+def _wall_spread(line: pd.DataFrame, x: str) -> list[pd.Series] | None:
+    """Horizontal bars for a wall-clock ``x`` whose rows carry the IQR of their timed repeats
+    (``<x>_iqr_s``): the IQR's width centred on the median (the rows keep the median and the
+    IQR, not the quartiles), clipped to stay positive on the log axis; None without one."""
+    column = x.removesuffix("_s") + "_iqr_s"
+    if not x.startswith("wall_") or column not in line:
+        return None
+    half = _numeric(line, column) / 2
+    if not half.notna().any():
+        return None
+    half = half.fillna(0.0)
+    centre = line[x].astype(float)
+    return [half.clip(upper=0.9 * centre), half]
 
 
 def _plottable(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -316,7 +335,11 @@ def _work_precision(data: pd.DataFrame, spec: FigureSpec, x: str, y: str, xlabel
         _log_axis(ax, "y", frame[y])
         ax.set(title=panel, xlabel=xlabel, ylabel=ylabel)
     _shared_legend(figure, axes)
-    return Drawing(figure, _caption_cost(data, x, y, spec, what, unit))
+    caption = _caption_cost(data, x, y, spec, what, unit)
+    if _wall_spread(data, x) is not None:
+        caption += (" Horizontal bars: the interquartile range of each point's timed repeats "
+                    "(its width, centred on the median).")
+    return Drawing(figure, caption)
 
 
 def work_precision_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
