@@ -119,9 +119,6 @@ class SolverOptions:
         if opts.adjoint_norm not in ("mixed", "per_part"):
             raise InvalidInputError(
                 f"options['adjoint_norm'] must be 'mixed' or 'per_part', got {opts.adjoint_norm!r}")
-        if opts.jac is not None and not callable(opts.jac):
-            raise InvalidInputError(
-                f"options['jac'] must be callable jac(t, y) -> df/dy, got {type(opts.jac).__name__}")
         return opts
 
 
