@@ -717,15 +717,17 @@ def seminorm_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
     if drawing is None:
         return None
     _legend_below(drawing.figure)
+    for ax in drawing.figure.axes:  # the panel names its case, atol/rtol included: long
+        ax.title.set_fontsize("small")
     parts = []
     for pair in seminorm.pairs(data.to_dict("records")):
         if pair.line[2] == "per_part" and pair.nfe:
             parts.append(f"{pair.problem} (state {pair.case[2]}): {pair.label} "
-                         f"{100 * float(np.median(pair.nfe)):.0f}%")
+                         f"{round(100 * float(np.median(pair.nfe))):d}%")
     drawing.caption = ("Backward NFE the seminorm saves at equal gradient error against the "
                        "per-part norm (median over the points the curves share; negative: it "
                        "costs more): " + ("; ".join(parts) if parts else "no pair of curves "
-                                          "overlaps") + ". " + drawing.caption)
+                                          "overlaps") + ".")
     return drawing
 
 
