@@ -20,7 +20,7 @@ from odebench.errors import (
     NonFiniteError,
     StepSizeUnderflowError,
 )
-from odebench.gradients import GRADIENTS, check_combination
+from odebench.gradients import GRADIENTS, check_combination, ignored_norm_options
 from odebench.gradients.base import OdeCall
 from odebench.gradients.time_grad import solve_with_time_gradient, wants_time_gradient
 from odebench.solution import PerSampleStats, Solution, Stats
@@ -89,6 +89,8 @@ def solve(func: Func, y0: torch.Tensor, t: torch.Tensor, method: str = "dopri5",
     if len(call.ts) == 1:
         return Solution(ts=t, ys=y0.unsqueeze(0), stats=stats)
     _warn_coarse_output_grid(call)
+    for message in ignored_norm_options(gradient, method, call.opts):
+        warnings.warn(message, RuntimeWarning, stacklevel=_outside_odebench())
     if not torch.is_grad_enabled():  # no graph recorded: nothing a guard could protect
         call.gradient = "backprop"
 

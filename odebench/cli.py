@@ -30,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a study's grid; rows already in the results store are skipped, so an "
                     "interrupted run resumes where it stopped.")
     run.add_argument("study", help="work_precision, gradient_accuracy, lorenz_drift, "
-                                   "memory_scaling, overhead, stiff, models, "
-                                   "gradient_scaling, or 'all'")
+                                   "memory_scaling, overhead, stiff, models, per_sample, "
+                                   "gradient_scaling, seminorm, or 'all'")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
                       help="CI-sized grid (default)")

@@ -57,7 +57,7 @@ def memory(backsolve_grows: bool) -> list[dict]:
 
 def test_no_rows_means_not_measured():
     claims = evaluate_claims(pd.DataFrame())
-    assert [c.key for c in claims] == list("abcdef")
+    assert [c.key for c in claims] == list("abcdefg")
     for c in claims:
         assert c.verdict == NOT_MEASURED
         assert all(p.verdict == NOT_MEASURED and p.evidence for p in c.parts)
@@ -146,6 +146,39 @@ def test_stiff_needs_implicit():
     assert claim(stiff(2_000), "f").verdict == REFUTED
     projected = part(stiff(5_000_000, "max_steps"), "f", "explicit cost")
     assert projected.verdict == CONFIRMED and "projected NFE" in projected.evidence
+
+
+def seminorm_rows(saving: float, problem: str = "cnf_pinwheel") -> list[dict]:
+    """The seminorm study's rows of one case: odebench backsolve and torchdiffeq, per part,
+    without and with the seminorm; the seminorm curve reaches each gradient error with
+    ``saving`` fewer backward NFE (and wall)."""
+    rows = []
+    for backend in ("odebench", "torchdiffeq"):
+        for semi in (False, True):
+            gradient = "backsolve_seminorm" if semi and backend == "torchdiffeq" else "backsolve"
+            for rtol, nfe in ((1e-4, 60), (1e-6, 120), (1e-8, 240)):
+                cost = nfe * (1 - saving) if semi else nfe
+                rows.append(row("seminorm", problem=problem, backend=backend, gradient=gradient,
+                                rtol=rtol, atol=rtol, state_dim=96, seminorm=semi,
+                                params={"adjoint_norm": "per_part", "n_params": 8836,
+                                        "atol_ratio": 1.0},
+                                nfe_backward=round(cost), wall_backward_s=cost / 1000,
+                                grad_error=rtol))
+    return rows
+
+
+def test_seminorm_verdict_follows_the_saving_at_equal_gradient_error():
+    assert claim(frame(*seminorm_rows(0.4)), "g").verdict == PARTLY  # no MLP rows
+    both = frame(*seminorm_rows(0.4), *seminorm_rows(0.3, problem="mlp"))
+    assert claim(both, "g").verdict == CONFIRMED
+    cnf = part(both, "g", "CNF")
+    assert "60.00%" not in cnf.evidence and "40.00%" in cnf.evidence
+    assert "torchdiffeq backsolve per_part, atol/rtol 1" in cnf.evidence
+    assert part(frame(*seminorm_rows(0.0)), "g", "CNF").verdict == REFUTED
+    assert part(frame(*seminorm_rows(0.1)), "g", "CNF").verdict == PARTLY
+    assert part(frame(*seminorm_rows(-0.2)), "g", "CNF").verdict == REFUTED
+    plain_only = [r for r in seminorm_rows(0.4) if not r["seminorm"]]
+    assert part(frame(*plain_only), "g", "CNF").verdict == NOT_MEASURED
 
 
 def test_markdown_lists_every_claim(tmp_path):

@@ -165,6 +165,26 @@ def synthetic_rows() -> list[Row]:
         )
     rows.extend(scaling_rows())
     rows.extend(model_rows())
+    rows.extend(seminorm_rows())
+    return rows
+
+
+def seminorm_rows(saving: float = 0.4) -> list[Row]:
+    """``seminorm`` rows as the study writes them: one CNF case, odebench backsolve per part and
+    torchdiffeq's adjoint, without and with the seminorm; the seminorm curves reach the same
+    gradient errors with ``saving`` fewer backward NFE."""
+    rows = []
+    for backend, gradient in (("odebench", "backsolve"), ("torchdiffeq", "backsolve")):
+        for semi in (False, True):
+            for rtol, nfe in ((1e-4, 100), (1e-6, 200), (1e-8, 400)):
+                rows.append(row(
+                    "seminorm", problem="cnf_eight_gaussians", backend=backend,
+                    gradient=gradient + ("_seminorm" if semi and backend == "torchdiffeq" else ""),
+                    rtol=rtol, atol=rtol, T=1.0, width=64, batch=32, state_dim=96, seminorm=semi,
+                    params={"adjoint_norm": "per_part", "n_params": 8836, "atol_ratio": 1.0},
+                    nfe_forward=150, nfe_backward=round(nfe * (1 - saving)) if semi else nfe,
+                    wall_backward_s=nfe * 1e-3 * ((1 - saving) if semi else 1.0),
+                    grad_error=10 * rtol, extra={"steps_backward": nfe // 6}))
     return rows
 
 
@@ -980,6 +1000,25 @@ def test_per_sample_figure_draws_steps_and_wall_and_the_joint_ratio(report):
     assert drawing.caption == (
         "Mean accepted steps per sample at batch 16, the largest with both modes: odebench joint "
         "3600 vs per-sample 900, ratio 4; torchode (per_sample) 800.")
+
+
+def test_seminorm_table_has_a_cell_per_configuration_and_the_figure_its_saving():
+    rows = seminorm_rows()
+    spec = next(spec for spec in TABLES if spec.name == "seminorm")
+    table = build_table(spec, frame_of(rows))
+    assert len(table.frame) == len(rows)
+    assert {"backend", "gradient", "seminorm", "rtol", "nfe_backward", "wall_backward_s",
+            "grad_error", "steps_backward"} <= set(table.frame.columns)
+    assert set(table.frame["gradient"]) == {"backsolve", "backsolve+reanchor",
+                                            "backsolve_seminorm+reanchor"}
+    assert {"adjoint_norm", "n_params"} <= {name for name, _ in table.fixed}
+    twice = [*rows, dataclasses.replace(rows[0], params={**rows[0].params, "adjoint_norm": "x"})]
+    assert len(build_table(spec, frame_of(twice)).frame) == len(rows) + 1  # a key, no clash
+    drawing = draw("seminorm", frame_of(rows))
+    assert "odebench backsolve per_part, atol/rtol 1 40%" in drawing.caption
+    assert "torchdiffeq backsolve+reanchor per_part, atol/rtol 1 40%" in drawing.caption
+    flat = draw("seminorm", frame_of(seminorm_rows(saving=0.0)))
+    assert "odebench backsolve per_part, atol/rtol 1 0%" in flat.caption
 
 
 def test_per_sample_table_shows_the_wall_spread_it_lists_once():

@@ -17,7 +17,8 @@ from odebench.gradients import (
 )
 from odebench.gradients.base import OdeCall
 from odebench.solution import Stats
-from odebench.solvers.registry import REVERSIBLE_METHODS
+from odebench.solvers.options import SolverOptions
+from odebench.solvers.registry import FIXED_METHODS, REVERSIBLE_METHODS
 
 GRADIENTS: dict[str, Callable[[OdeCall, Stats], torch.Tensor]] = {
     "backprop": backprop.solve,
@@ -33,6 +34,9 @@ OWN_SOLVER: dict[str, str] = {"reversible": "reversible_heun"}
 STEP_RECORDS = ("checkpointed", "interpolated")
 """Gradient methods that replay the forward method's stages or dense output (which the
 reversible methods do not keep)."""
+AUGMENTED_BACKWARD = ("backsolve", "interpolated")
+"""Gradient methods with an adaptive backward solve of an augmented system ([y, a, dL/dp] and
+[a, dL/dp]), whose error norm ``options["seminorm"]`` and ``options["adjoint_norm"]`` set."""
 
 
 def method_for(gradient: str, method: str) -> str:
@@ -53,3 +57,28 @@ def check_combination(gradient: str, method: str) -> None:
             f"gradient='{gradient}' replays stages or dense output that method='{method}' does "
             f"not keep; with method='{method}' use gradient='reversible', 'backprop', "
             f"'backsolve' or 'forward'")
+
+
+def ignored_norm_options(gradient: str, method: str, opts: SolverOptions) -> list[str]:
+    """Why each backward error-norm option set in ``opts`` (``seminorm``, ``adjoint_norm`` =
+    "per_part") has no effect on a solve by ``method`` with ``gradient``: one message per
+    ignored option, none when every one set takes effect (the caller warns with them)."""
+    asked = [name for name, on in (("seminorm", opts.seminorm),
+                                   ("adjoint_norm", opts.adjoint_norm != "mixed")) if on]
+    if not asked:
+        return []
+    backward = opts.adjoint_method or method
+    if gradient not in AUGMENTED_BACKWARD:
+        why = (f"gradient='{gradient}' has no adaptive backward solve of an augmented system "
+               f"(only {' and '.join(repr(g) for g in AUGMENTED_BACKWARD)} have one)")
+    elif opts.step_size is not None or backward in FIXED_METHODS:
+        why = f"the backward solve of gradient='{gradient}' takes fixed steps (no error control)"
+    elif "adjoint_norm" in asked and backward in REVERSIBLE_METHODS:
+        asked, why = ["adjoint_norm"], (f"method '{backward}' measures its error by one RMS "
+                                        "norm, not by parts")
+    elif "adjoint_norm" in asked and opts.seminorm and gradient == "interpolated":
+        asked, why = ["adjoint_norm"], ("with the seminorm, interpolated's backward error norm "
+                                        "measures dL/dy alone: one part")
+    else:
+        return []
+    return [f"options['{name}']={getattr(opts, name)!r} has no effect: {why}" for name in asked]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from odebench.solvers.func import CapturedGuard
+from odebench.solvers.options import SolverOptions
 
 
 def vjp(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], params: list[torch.Tensor],
@@ -48,3 +49,21 @@ def split_params(flat: torch.Tensor, params: list[torch.Tensor]) -> list[torch.T
 def add_jump(a: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
     """The adjoint's jump at an output time: ``a(t_i^-) = a(t_i^+) + dL/dy(t_i)``."""
     return a + grad_output
+
+
+def backward_norm(opts: SolverOptions, lead: tuple[int, ...], params: list[torch.Tensor]
+                  ) -> tuple[int | None, tuple[int, ...] | None]:
+    """``(norm_numel, norm_parts)`` of an adjoint's backward system ``[*lead, dL/dp]`` (lead:
+    the lengths of its state parts, [y, a] for backsolve, [a] for interpolated; then the
+    parameter adjoints, one part per tensor of ``params``), for :func:`odebench.solvers.integrate`.
+
+    ``opts.seminorm`` leaves the dL/dp entries out of the error norm (Kidger, Chen & Lyons,
+    "Hey, that's not an ODE", ICML 2021): only the ``sum(lead)`` leading entries count.
+    ``opts.adjoint_norm == "per_part"`` takes the max of the parts' RMS norms, one part per
+    state part and per parameter tensor, as torchdiffeq's adjoint does (its ``_mixed_norm``
+    over the tuple of tensors); "mixed" one RMS norm over every entry measured. Empty
+    parameter tensors are no part."""
+    tail = () if opts.seminorm else tuple(p.numel() for p in params if p.numel())
+    numel = sum(lead) if opts.seminorm else None
+    parts = (*lead, *tail)
+    return numel, parts if opts.adjoint_norm == "per_part" and len(parts) > 1 else None

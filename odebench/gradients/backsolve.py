@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
+from odebench.gradients.adjoint_field import (
+    add_jump,
+    backward_norm,
+    flat_cat,
+    split_params,
+    vjp,
+)
 from odebench.gradients.base import (
     BACKWARD_FAILURES,
     OdeCall,
@@ -69,10 +75,7 @@ class _Backsolve(torch.autograd.Function):
         if call.opts.adjoint_method is not None:
             sch = scheme(call.opts.adjoint_method, call.y0.dtype, call.y0.device)
         rtol, atol = call.adjoint_tolerances()
-        norm_numel = 2 * n if call.opts.seminorm else None
-        parts = None
-        if call.opts.adjoint_norm == "per_part":
-            parts = (n, n) if call.opts.seminorm or n_aug == 2 * n else (n, n, n_aug - 2 * n)
+        norm_numel, parts = backward_norm(call.opts, (n, n), params)
         z = torch.cat([ys_flat[-1], grad_flat[-1], ys.new_zeros(n_aug - 2 * n)])
         h = ctx.h_last
         back = Stats()

@@ -2,14 +2,22 @@
 output, so the state is never integrated backwards (the "interpolated adjoint" of
 SciMLSensitivity's InterpolatingAdjoint; Kim et al., "Stiff neural ODEs", 2021).
 
-Memory O(steps x state x stages): no network activations are kept.
+Memory O(steps x state x stages): no network activations are kept. ``options={"seminorm":
+True}`` leaves dL/dp out of the backward solve's error norm, which then measures dL/dy alone
+(Kidger, Chen & Lyons, ICML 2021).
 """
 
 from __future__ import annotations
 
 import torch
 
-from odebench.gradients.adjoint_field import add_jump, flat_cat, split_params, vjp
+from odebench.gradients.adjoint_field import (
+    add_jump,
+    backward_norm,
+    flat_cat,
+    split_params,
+    vjp,
+)
 from odebench.gradients.base import BACKWARD_FAILURES, OdeCall, backward_failure, stack_outputs
 from odebench.gradients.trajectory import Trajectory
 from odebench.solution import Stats
@@ -69,8 +77,7 @@ class _Interpolated(torch.autograd.Function):
             sch = scheme(call.opts.adjoint_method, call.y0.dtype, call.y0.device)
         rtol, atol = call.adjoint_tolerances()
         z = torch.cat([grad_flat[-1], ys.new_zeros(n_aug - n)])
-        parts = ((n, n_aug - n) if call.opts.adjoint_norm == "per_part" and n_aug > n
-                 else None)
+        norm_numel, parts = backward_norm(call.opts, (n,), params)
         h = ctx.h_last
         back = Stats()
         budget = call.backward_budget()
@@ -79,7 +86,7 @@ class _Interpolated(torch.autograd.Function):
             for i in range(len(call.ts) - 1, 0, -1):
                 seg = integrate(sch, af, z, [call.ts[i], call.ts[i - 1]], back, call.opts,
                                 rtol, atol, budget - back.n_steps - back.n_rejected,
-                                first_step=h, norm_parts=parts)
+                                first_step=h, norm_numel=norm_numel, norm_parts=parts)
                 h = seg.h_next
                 z = seg.ys[-1]
                 z = torch.cat([add_jump(z[:n], grad_flat[i - 1]), z[n:]])

@@ -1,7 +1,8 @@
-"""The Neural ODE paper's claims, each judged by code from the results rows.
+"""The Neural ODE paper's claims, and a follow-up's, each judged by code from the results rows.
 
 Chen, Rubanova, Bettencourt & Duvenaud, "Neural Ordinary Differential Equations", NeurIPS 2018
-(arXiv:1806.07366), and its public discussion, make claims that odebench's studies measure.
+(arXiv:1806.07366), its public discussion, and Kidger, Chen & Lyons's seminorm paper (ICML
+2021; claim g) make claims that odebench's studies measure.
 ``evaluate_claims(rows)`` returns one ``Claim`` per claim: its parts, each with a verdict
 (``VERDICTS``) and the numbers behind it, all computed from ``rows`` (a DataFrame of results
 rows as ``ResultsStore.rows()`` returns it). Nothing here is a measured number: the only
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from odebench.reference.settings import IMPLICIT_METHODS
+from odebench.report import seminorm
 from odebench.report.tables import as_dict
 from odebench.results import COLUMNS
 
@@ -69,6 +71,16 @@ NFE_GROWTH_FACTOR = 1.1
 TEST_ERROR_CHANGE_MAX = 0.01
 #: (f) "need implicit methods": an explicit method costs at least this many times the NFE.
 STIFF_COST_FACTOR = 10.0
+
+#: (g) the seminorm paper's figures (Kidger, Chen & Lyons 2021, abstract): a median 40%, up to
+#: 62%, fewer backward function evaluations.
+PAPER_SEMINORM_SAVING, PAPER_SEMINORM_MAX = 0.40, 0.62
+#: (g) confirmed from half the paper's median saving; refuted up to 5%, less than one dopri5
+#: step in twenty (the savings come in whole steps of 6 evaluations).
+SEMINORM_SAVING_CONFIRM, SEMINORM_SAVING_REFUTE = 0.20, 0.05
+#: (g) the norm the paper's baseline used: torchdiffeq's default adjoint norm, the max of the
+#: per-tensor RMS norms (odebench's ``adjoint_norm="per_part"``).
+SEMINORM_BASELINE = "per_part"
 
 #: The adjoint method of the paper (Chen et al. 2018, Alg. 1): backward integration of the state.
 ADJOINT = "backsolve"
@@ -805,6 +817,67 @@ def claim_stiff(rows: pd.DataFrame) -> Claim:
     )
 
 
+# --------------------------------------------------------------------------- (g)
+
+
+def _seminorm_part(name: str, found: list[seminorm.Pair]) -> Part:
+    """The verdict on the pairs of ``found`` measured against the paper's baseline norm
+    (``per_part``), the other pairs' savings in the evidence."""
+    baseline = [p for p in found if p.line[2] == SEMINORM_BASELINE]
+    savings = [s for p in baseline for s in p.nfe]
+    spread = Spread.of(savings)
+    if spread is None:
+        why = "no seminorm curve brackets a plain one's gradient error" if found else \
+            "no case ran with and without the seminorm"
+        return Part(name, NOT_MEASURED, why)
+    verdict = CONFIRMED if spread.median >= SEMINORM_SAVING_CONFIRM else \
+        REFUTED if spread.median <= SEMINORM_SAVING_REFUTE else PARTLY
+    lines = {}
+    for pair in found:
+        lines.setdefault(pair.label, []).append(pair)
+    per_line = []
+    for label, group in sorted(lines.items()):
+        nfe = Spread.of([s for p in group for s in p.nfe])
+        wall = Spread.of([s for p in group for s in p.wall])
+        same = Spread.of([s for p in group for s in p.same_tol])
+        none = "no point bracketed"
+        per_line.append(
+            f"{label}: backward NFE saved {nfe.text(_pct) if nfe else none}, backward wall "
+            f"saved {wall.text(_pct) if wall else none} (at equal gradient error); backward "
+            f"NFE saved at equal tolerance {same.text(_pct) if same else 'none'}")
+    return Part(name, verdict,
+                f"backward-NFE saving at equal gradient error against the {SEMINORM_BASELINE} "
+                f"norm: {spread.text(_pct)} (paper: median {PAPER_SEMINORM_SAVING:.0%}; "
+                f"confirmed from {SEMINORM_SAVING_CONFIRM:.0%}, refuted up to "
+                f"{SEMINORM_SAVING_REFUTE:.0%}). Per line, over {len({p.problem for p in found})}"
+                f" problem(s): " + "; ".join(per_line))
+
+
+def claim_seminorm(rows: pd.DataFrame) -> Claim:
+    """(g) The seminorm cuts the adjoint's backward NFE (Kidger, Chen & Lyons 2021)."""
+    data = _study(rows, "seminorm")
+    found = seminorm.pairs(data.to_dict("records")) if not data.empty else []
+    cnf = [p for p in found if p.problem.startswith("cnf_")]
+    others = [p for p in found if not p.problem.startswith("cnf_")]
+    return Claim(
+        key="g",
+        statement="Leaving the parameter adjoints out of the backward solve's error norm (a "
+                  f"seminorm) needs a median {PAPER_SEMINORM_SAVING:.0%} (up to "
+                  f"{PAPER_SEMINORM_MAX:.0%}) fewer backward function evaluations.",
+        source="Kidger, Chen & Lyons, \"Hey, that's not an ODE\", ICML 2021 (arXiv:2009.09457), "
+               "abstract",
+        parts=(_seminorm_part("CNF", cnf),
+               _seminorm_part("MLP field, parameters >> states", others)),
+        links=(Link("table", "seminorm"), Link("figure", "seminorm")),
+        data="the seminorm study: FFJORD-style CNFs on 2-D toy densities (a few training steps "
+             "from a random field) and random MLP fields; dopri5 at several rtol, atol = rtol "
+             "and rtol / 100; "
+             "savings at equal gradient error (log-log interpolation on each curve, "
+             "odebench.report.seminorm); the verdict compares with the per-part max norm, the "
+             "paper's (torchdiffeq's) default",
+    )
+
+
 #: The claims in page order.
 CLAIMS: tuple[Callable[[pd.DataFrame], Claim], ...] = (
     claim_accuracy,
@@ -813,6 +886,7 @@ CLAIMS: tuple[Callable[[pd.DataFrame], Claim], ...] = (
     claim_backsolve_drift,
     claim_nfe_growth,
     claim_stiff,
+    claim_seminorm,
 )
 
 
@@ -828,7 +902,7 @@ def _md(text: str) -> str:
 
 def to_markdown(claims: Sequence[Claim]) -> str:
     """The claims as a Markdown table, then each claim's parts and numbers."""
-    lines = ["### Claims of the Neural ODE paper, judged from the rows", "",
+    lines = ["### Claims of the Neural ODE paper and its follow-ups, judged from the rows", "",
              "| | claim | verdict | source |", "|---|---|---|---|"]
     lines += [f"| {c.key} | {_md(c.statement)} | {c.verdict} | {_md(c.source)} |"
               for c in claims]

@@ -33,6 +33,7 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from odebench.environment import Provenance
+from odebench.report import seminorm
 from odebench.report.accuracy import TARGETS, cost_at
 from odebench.report.select import Aggregate, Excluding, cells, finished, pool, where
 from odebench.report.tables import as_dict, column_label, format_value, records_of
@@ -50,6 +51,7 @@ __all__ = [
     "overhead",
     "per_sample",
     "save",
+    "seminorm_nfe",
     "stiff_nfe",
     "stiff_wall",
     "work_precision_nfe",
@@ -63,6 +65,7 @@ OVERHEAD_TARGET = 2.0
 _OVERHEAD_TITLE = "Solver-loop overhead: wall / (NFE x one vector-field evaluation), 1 thread"
 
 _PANEL_SIZE = (4.2, 3.3)  # inches, one facet
+_LEGEND_ROW_IN = 0.22  # inches a row of a legend below the panels takes
 _DPI = 150
 _FOOTER_BAND_IN = 0.16  # inches kept free at the bottom for the provenance footer
 
@@ -689,6 +692,45 @@ def gradient_scaling(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
                    + ". ".join(sentences) + ".")
 
 
+def _legend_below(figure: Figure) -> None:
+    """Move the figure's shared legend under the panels, in two columns, the figure made
+    taller by its rows and at least two panels wide (long line labels beside a single panel
+    would squeeze it to nothing)."""
+    if not figure.legends:
+        return
+    legend = figure.legends[0]
+    handles, names = legend.legend_handles, [text.get_text() for text in legend.get_texts()]
+    legend.remove()
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(max(width, 2 * _PANEL_SIZE[0]),
+                           height + _LEGEND_ROW_IN * math.ceil(len(names) / 2))
+    figure.legend(handles, names, loc="outside lower center", ncols=2, fontsize="small")
+
+
+def seminorm_nfe(data: pd.DataFrame, spec: FigureSpec) -> Drawing | None:
+    """Gradient error against backward NFE, log-log, a panel per case, a line per library,
+    gradient method, backward error norm and seminorm; the caption gives, per case, the
+    backward NFE the seminorm saves at equal gradient error against the per-part norm
+    (:mod:`odebench.report.seminorm`)."""
+    drawing = _work_precision(data, spec, "nfe_backward", "grad_error", "NFE, backward",
+                              "gradient relative L2 error", "fewest backward NFE", _count)
+    if drawing is None:
+        return None
+    _legend_below(drawing.figure)
+    for ax in drawing.figure.axes:  # the panel names its case, atol/rtol included: long
+        ax.title.set_fontsize("small")
+    parts = []
+    for pair in seminorm.pairs(data.to_dict("records")):
+        if pair.line[2] == "per_part" and pair.nfe:
+            parts.append(f"{pair.problem} (state {pair.case[2]}): {pair.label} "
+                         f"{round(100 * float(np.median(pair.nfe))):d}%")
+    drawing.caption = ("Backward NFE the seminorm saves at equal gradient error against the "
+                       "per-part norm (median over the points the curves share; negative: it "
+                       "costs more): " + ("; ".join(parts) if parts else "no pair of curves "
+                                          "overlaps") + ".")
+    return drawing
+
+
 def _extra_number(data: pd.DataFrame, name: str) -> pd.Series:
     """The entry ``name`` of each row's ``extra`` dict, as numbers (NaN where absent)."""
     return pd.to_numeric(pd.Series([as_dict(e).get(name) for e in data["extra"]],
@@ -805,6 +847,11 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Van der Pol batch: joint vs per-sample step sizes",
                per_sample, panel=(), line=("backend", "batching", "method", *_SETTINGS),
                along=("problem", "T", "batch")),
+    FigureSpec("seminorm", "seminorm",
+               "Seminorm: gradient error vs backward NFE",
+               seminorm_nfe, panel=("problem", "state_dim", "atol_ratio"),
+               line=("backend", "gradient", "adjoint_norm", "seminorm", "method", "dtype",
+                     "device")),
     FigureSpec("models_loss", "models", "Models: training loss per iteration (seed 0)",
                models_loss, **_MODELS),
     FigureSpec("models_nfe", "models", "Models: NFE per training iteration (seed 0)", models_nfe,

@@ -1,9 +1,10 @@
 """One static, offline HTML page: what the rows say, then the figures and tables behind it.
 
 Order: a banner (the commit the rows measured, the machine, the software, when), the claims
-of the Neural ODE paper with their computed verdicts (``odebench.report.claims``), the
-figures, the tables (long ones collapsed, each linked to its CSV), the definitions of the
-problems and metrics, how to get the asv benchmark history, and how to cite.
+of the Neural ODE paper and its follow-ups with their computed verdicts
+(``odebench.report.claims``), the figures, the tables (long ones collapsed, each linked to its
+CSV), the definitions of the problems and metrics, how to get the asv benchmark history, and
+how to cite.
 
 The page loads nothing from outside: styles are inline, images and table files are linked by
 paths relative to the page, and every relative link points at a file the report wrote (or a
@@ -217,7 +218,8 @@ def _claims(claims: Sequence[Claim], anchors: set[str]) -> str:
             f'<td class="evidence"><ul>{parts}</ul></td><td>{links}</td></tr>'
         )
     return (
-        '<h2 id="claims">Claims of the Neural ODE paper, judged from these rows</h2>\n'
+        '<h2 id="claims">Claims of the Neural ODE paper and its follow-ups, judged from these '
+        'rows</h2>\n'
         "<p>Each verdict and number below is computed from the results rows by "
         "<code>odebench.report.claims</code> (thresholds stated with each part); "
         '<a href="tables/claims.md">claims.md</a> holds the same text.</p>'

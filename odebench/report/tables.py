@@ -201,6 +201,17 @@ TABLES: tuple[TableSpec, ...] = (
                 "nfe_forward", "nfe_backward"),
     ),
     TableSpec(
+        name="seminorm",
+        title="Seminorm: backward NFE, backward wall (s) and gradient error of the adjoints with "
+              "and without the seminorm, per backward error norm, beside torchdiffeq's",
+        studies=("seminorm",),
+        keys=("problem", "T", "state_dim", "n_params", "backend", "gradient", "adjoint_norm",
+              "seminorm", "method", *_SETTINGS),
+        values=("nfe_backward", "wall_backward_s", "grad_error", "nfe_forward",
+                "steps_backward", "rejected_backward"),
+        extra_values=True,
+    ),
+    TableSpec(
         name="stiff",
         title="Stiff problems: significant correct digits (scd) and cost",
         studies=("stiff",),
@@ -455,8 +466,9 @@ WALL_COLUMNS = ("wall_forward_s", "wall_backward_s", "train_wall_s")
 
 
 #: Grid dimensions that studies record in ``params``, lifted into columns of their own:
-#: ``axis`` and ``n_params`` (gradient_scaling), ``batching`` (per_sample).
-PARAM_COLUMNS = ("axis", "n_params", "batching", "n_blocks")
+#: ``axis`` and ``n_params`` (gradient_scaling, seminorm), ``batching`` (per_sample),
+#: ``n_blocks`` (models), ``adjoint_norm`` and ``atol_ratio`` (seminorm).
+PARAM_COLUMNS = ("axis", "n_params", "batching", "n_blocks", "adjoint_norm", "atol_ratio")
 
 
 def _iqr_column(column: str) -> str:

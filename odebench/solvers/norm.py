@@ -6,7 +6,8 @@ where ``err`` and ``s`` are the estimate and its scale from :meth:`Method.error`
 when ratio <= 1. A forward solve has one part, the whole state. An augmented backward system ``[y, a, dL/dp]``
 may be measured by parts (the max of the per-part RMS norms, as torchdiffeq's adjoint does), and
 a seminorm leaves parts out (Kidger, Chen & Lyons, ICML 2021): only the first ``n`` entries
-reach the norm (:attr:`ErrorNorm.n`), the parts being consecutive slices of them.
+reach the norm (:attr:`ErrorNorm.n`), the parts being consecutive slices of them. DOP853's
+pair of estimates is combined per part (Hairer's formula on each part's entries), then the max.
 """
 
 from __future__ import annotations
@@ -39,11 +40,9 @@ class ErrorNorm:
         ``error`` is DOP853's pair of 5th- and 3rd-order estimates, combined as in Hairer's
         dop853.f (and SciPy's DOP853)."""
         if error.ndim == 2:
-            scale = self.scale(ay, ay1)
-            e5, e3 = (torch.linalg.vector_norm(error.div_(scale.unsqueeze(1)), dim=0) ** 2).tolist()
-            if e5 == 0.0 and e3 == 0.0:
-                return 0.0
-            return error_scale * e5 / (self.rtol * math.sqrt((e5 + 0.01 * e3) * self.n))
+            scaled = error.div_(self.scale(ay, ay1).unsqueeze(1))
+            pieces = [scaled] if self.parts is None else scaled.split(list(self.parts))
+            return max(self._dop853(piece, error_scale) for piece in pieces)
         if error_scale is None:
             # increments (Rosenbrock stages): the weights as atol + rtol max(|y|, |y1|), the same
             # norm rounded as the code before the one loop did (the differential check holds
@@ -61,3 +60,11 @@ class ErrorNorm:
         norms = torch.stack([torch.linalg.vector_norm(p) / math.sqrt(p.numel())
                              for p in scaled.split(list(self.parts))])
         return factor * float(norms.max())
+
+    def _dop853(self, scaled: torch.Tensor, error_scale: float) -> float:
+        """Hairer's combined norm of DOP853's scaled estimates ``scaled`` [k, 2] (one part of
+        ``k`` entries): ``s e5^2 / (rtol sqrt(k (e5^2 + 0.01 e3^2)))``."""
+        e5, e3 = (torch.linalg.vector_norm(scaled, dim=0) ** 2).tolist()
+        if e5 == 0.0 and e3 == 0.0:
+            return 0.0
+        return error_scale * e5 / (self.rtol * math.sqrt((e5 + 0.01 * e3) * scaled.shape[0]))

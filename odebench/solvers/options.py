@@ -32,8 +32,10 @@ class SolverOptions:
         checkpoint_every: ``checkpointed`` gradient: keep the state of every k-th step.
         adjoint_rtol, adjoint_atol: tolerances of the backward (adjoint) solve; default the forward's.
         adjoint_method: the method of the backward solve; default the forward's.
-        seminorm: ``backsolve``: leave the parameter-gradient channels out of the error norm
-            (Kidger, Chen & Lyons, "Hey, that's not an ODE", ICML 2021).
+        seminorm: ``backsolve`` and ``interpolated``: leave the parameter-gradient channels
+            out of the backward solve's error norm (Kidger, Chen & Lyons, "Hey, that's not an
+            ODE", ICML 2021); with any other gradient, or fixed backward steps, it has no effect
+            and a RuntimeWarning says so.
         reanchor: ``backsolve``: replace the re-integrated state by the stored forward value at each
             output time (hides the drift; off by default so that it stays visible).
         max_num_steps_backward: step budget of the backward solve; default ``max_num_steps``.
@@ -52,8 +54,10 @@ class SolverOptions:
             the problem is found stiff and the budget would run out (:mod:`odebench.stiffness`).
         adjoint_norm: error norm of the adjoints' backward systems: "mixed" (default), one RMS
             norm over the whole augmented state; "per_part", the max of the RMS norms of its
-            parts ([y, a, dL/dp] for backsolve, [a, dL/dp] for interpolated), as torchdiffeq's
-            adjoint measures them (with ``seminorm`` the dL/dp part is left out either way).
+            parts (y, a and each parameter tensor's dL/dp for backsolve; a and each dL/dp for
+            interpolated), as torchdiffeq's adjoint measures them (with ``seminorm`` the dL/dp
+            parts are left out either way). Where it has no effect (no augmented adaptive
+            backward solve, reversible_heun's one-norm loop) a RuntimeWarning says so.
         jac: stiff methods: ``jac(t, y) -> df/dy`` of the user's field (``t`` a 0-d tensor, ``y``
             of the state's shape; the result [N, N] or of shape ``(*y.shape, *y.shape)``, N =
             numel(y)), instead of the autograd Jacobian; df/dt by central differences in t (two

@@ -8,7 +8,7 @@ from odebench.errors import InvalidInputError
 from odebench.studies.base import MODES, Settings, Study, run_study
 
 STUDY_MODULES = ("work_precision", "gradient_accuracy", "lorenz_drift", "memory_scaling",
-                 "overhead", "stiff", "models", "per_sample", "gradient_scaling")
+                 "overhead", "stiff", "models", "per_sample", "gradient_scaling", "seminorm")
 
 
 def get(name: str) -> Study:
